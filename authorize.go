@@ -1,0 +1,259 @@
+package cognitomcp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Lifetimes of the short-lived state of a sign-in.
+const (
+	transactionTTL = 15 * time.Minute
+	codeTTL        = 5 * time.Minute
+)
+
+// handleAuthorize is the authorization endpoint (RFC 6749 §4.1.1 with
+// OAuth 2.1 PKCE and RFC 8707 resource). Until the client and its redirect
+// URI are known good, errors show a page and never redirect (OAuth 2.1
+// §7.12.2); after, they go back to the client with error, state and iss.
+func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	if !p.limits.authorize.allow(p.clientIP(r)) {
+		p.errorPage(w, r, oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavail, "Too many sign-in attempts from this address. Try again in a minute.", nil))
+		return
+	}
+	q, e := authorizeParams(w, r)
+	if e != nil {
+		p.errorPage(w, r, e)
+		return
+	}
+	client, redirect, e := p.authorizeClient(r.Context(), q)
+	if e != nil {
+		p.errorPage(w, r, e)
+		return
+	}
+	txn, e := p.newTransaction(q, client, redirect)
+	if e != nil {
+		p.redirectError(w, r, redirect, q.Get("state"), e)
+		return
+	}
+	txnID := randomToken(32)
+	if err := p.put(r.Context(), storeKey(kindTxn, txnID), txn, transactionTTL); err != nil {
+		p.errorPage(w, r, asError(err))
+		return
+	}
+	p.logger.Info("cognitomcp: authorization started", "mcp_client", client.ID, "redirect_host", hostOf(redirect))
+	if p.consentNeeded(r, client, redirect) {
+		http.Redirect(w, r, p.issuer+"/consent?txn="+url.QueryEscape(txnID), http.StatusFound)
+		return
+	}
+	p.redirectUpstream(w, r, txnID, txn)
+}
+
+// authorizeParams reads the request parameters: the query of a GET, the form
+// of a POST. A repeated parameter is refused (RFC 6749 §3.1).
+func authorizeParams(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
+	switch r.Method {
+	case http.MethodGet:
+		q := r.URL.Query()
+		return q, singleValued(q)
+	case http.MethodPost:
+		return parseForm(w, r)
+	}
+	w.Header().Set("Allow", "GET, POST")
+	return nil, oauthError(http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed", nil)
+}
+
+// authorizeClient finds the client and resolves the redirect URI: the one
+// given, matched against the registered ones, or the only one registered.
+func (p *Proxy) authorizeClient(ctx context.Context, q url.Values) (*clientRecord, string, *Error) {
+	id := q.Get("client_id")
+	if id == "" {
+		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidRequest, "The request names no client.", nil)
+	}
+	client, err := p.lookupClient(ctx, id)
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return nil, "", asError(err)
+	case err != nil:
+		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidClient, "This application is not registered with this server, or its registration expired. Reconnect it.", err)
+	}
+	redirect := q.Get("redirect_uri")
+	switch {
+	case redirect != "":
+		matched, ok := matchRedirectURI(client.RedirectURIs, redirect)
+		if !ok {
+			return nil, "", oauthError(http.StatusBadRequest, CodeInvalidRequest, "The redirect URI is not one this application registered.", nil)
+		}
+		redirect = matched
+	case len(client.RedirectURIs) == 1:
+		redirect = client.RedirectURIs[0]
+	default:
+		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidRequest, "The request names no redirect URI.", nil)
+	}
+	if err := validateRedirectURI(redirect, p.redirectPatterns); err != nil {
+		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidRequest, "The redirect URI is not allowed.", err)
+	}
+	return client, redirect, nil
+}
+
+// newTransaction checks the rest of the request and builds the transaction.
+func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect string) (*transaction, *Error) {
+	if rt := q.Get("response_type"); rt != "code" {
+		return nil, oauthError(http.StatusBadRequest, CodeUnsupportedRespType, "response_type must be code", nil)
+	}
+	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
+	switch {
+	case challenge == "":
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code_challenge is required (PKCE)", nil)
+	case method != "S256":
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code_challenge_method must be S256", nil)
+	case !isS256Challenge(challenge):
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code_challenge is not a base64url SHA-256", nil)
+	}
+	scopes, e := p.grantableScopes(q.Get("scope"), client)
+	if e != nil {
+		return nil, e
+	}
+	resource, e := p.checkResource(q.Get("resource"), "")
+	if e != nil {
+		return nil, e
+	}
+	return &transaction{
+		ClientID: client.ID, ClientName: client.Name,
+		RedirectURI: redirect, RedirectURIGiven: q.Get("redirect_uri") != "",
+		State: q.Get("state"), CodeChallenge: challenge, Scopes: scopes, Resource: resource,
+		UpstreamVerifier: oauth2.GenerateVerifier(), UpstreamNonce: randomToken(16),
+		CreatedAt: p.now(), PromptConsentSeen: q.Get("prompt") == "consent",
+	}, nil
+}
+
+// grantableScopes parses a requested scope: every one must be allowed for
+// the client; none means the client's registered scopes. offline_access is
+// dropped: the proxy always issues refresh tokens.
+func (p *Proxy) grantableScopes(requested string, client *clientRecord) ([]string, *Error) {
+	allowed := client.Scopes
+	if len(allowed) == 0 {
+		allowed = p.scopes
+	}
+	var scopes []string
+	for _, s := range strings.Fields(requested) {
+		if s == "offline_access" || slices.Contains(scopes, s) {
+			continue
+		}
+		if !slices.Contains(allowed, s) || !slices.Contains(p.scopes, s) {
+			return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "a requested scope is not available", nil)
+		}
+		scopes = append(scopes, s)
+	}
+	if len(scopes) == 0 {
+		scopes = slices.Clone(allowed)
+	}
+	return scopes, nil
+}
+
+// checkResource validates an RFC 8707 resource parameter: absent means this
+// server's MCP resource; present, it must name exactly that resource, or,
+// when bound is set, the one the grant was bound to.
+func (p *Proxy) checkResource(resource, bound string) (string, *Error) {
+	want := p.resource
+	if bound != "" {
+		want = bound
+	}
+	if resource == "" || resource == want || resource == want+"/" {
+		return want, nil
+	}
+	return "", oauthError(http.StatusBadRequest, CodeInvalidTarget, "the resource is not served by this authorization server", nil)
+}
+
+// isS256Challenge reports whether s is 43 base64url characters, the
+// encoding of a SHA-256.
+func isS256Challenge(s string) bool {
+	return len(s) == 43 && isUnreserved(s, false)
+}
+
+// isUnreserved reports whether s holds only base64url characters or, with
+// pkce, the unreserved characters RFC 7636 §4.1 allows in a verifier.
+func isUnreserved(s string, pkce bool) bool {
+	for i := range len(s) {
+		c := s[i]
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' ||
+			pkce && (c == '.' || c == '~')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// redirectUpstream binds the transaction to this browser and sends it to
+// Cognito's authorization endpoint with the proxy's own PKCE and nonce.
+func (p *Proxy) redirectUpstream(w http.ResponseWriter, r *http.Request, txnID string, txn *transaction) {
+	name := p.bindingCookie(txnID)
+	p.setCookie(w, name, p.keys.cookies.Sign(name, hashKey("bind", txnID), p.now().Add(transactionTTL)), transactionTTL)
+	cfg := p.upstream
+	cfg.Scopes = upstreamScopes(txn.Scopes)
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(txn.UpstreamVerifier), oauth2.SetAuthURLParam("nonce", txn.UpstreamNonce)}
+	if p.forwardResource {
+		opts = append(opts, oauth2.SetAuthURLParam("resource", txn.Resource))
+	}
+	http.Redirect(w, r, cfg.AuthCodeURL(txnID, opts...), http.StatusFound)
+}
+
+// upstreamScopes are the scopes asked of Cognito: the granted ones, with
+// openid first so an ID token comes back.
+func upstreamScopes(granted []string) []string {
+	if slices.Contains(granted, "openid") {
+		return granted
+	}
+	return append([]string{"openid"}, granted...)
+}
+
+// redirectError sends an authorization error back to the client (RFC 6749
+// §4.1.2.1, RFC 9207): error, a fixed description, state if the client sent
+// one, and iss. The redirect URI is re-checked first.
+func (p *Proxy) redirectError(w http.ResponseWriter, r *http.Request, redirect, state string, e *Error) {
+	p.logRefusal(r, e)
+	q := url.Values{"error": {e.Code}, "iss": {p.issuer}}
+	if e.Description != "" {
+		q.Set("error_description", e.Description)
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	p.redirectToClient(w, r, redirect, q)
+}
+
+// redirectToClient redirects the browser to the client's redirect URI with
+// q added to its query, after checking the URI once more.
+func (p *Proxy) redirectToClient(w http.ResponseWriter, r *http.Request, redirect string, q url.Values) {
+	if err := validateRedirectURI(redirect, p.redirectPatterns); err != nil {
+		p.errorPage(w, r, oauthError(http.StatusBadRequest, CodeInvalidRequest, "The redirect URI is not allowed.", err))
+		return
+	}
+	u, _ := url.Parse(redirect) // validated above
+	merged := u.Query()
+	for k, vs := range q {
+		merged[k] = vs
+	}
+	u.RawQuery = merged.Encode()
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	if u.Host == "" {
+		return u.Scheme + ":"
+	}
+	return u.Host
+}

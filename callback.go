@@ -1,0 +1,207 @@
+package cognitomcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// handleCallback is where Cognito's hosted UI sends the browser back. It
+// takes the transaction (single use), checks that this browser started it,
+// exchanges Cognito's code with the proxy's PKCE verifier, verifies
+// Cognito's tokens at once (a misconfigured pool fails here, with a clear
+// log line, not on the first MCP request), stores the grant sealed, and
+// sends the client its own single-use code.
+func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		p.errorPage(w, r, oauthError(http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed", nil))
+		return
+	}
+	q := r.URL.Query()
+	if e := singleValued(q); e != nil {
+		p.errorPage(w, r, e)
+		return
+	}
+	txnID := q.Get("state")
+	if iss := q.Get("iss"); iss != "" && iss != p.upstreamIssuer {
+		// RFC 9207: a response from another authorization server (mix-up).
+		p.errorPage(w, r, oauthError(http.StatusBadRequest, CodeInvalidRequest, "This sign-in response came from an unexpected server.", fmt.Errorf("callback iss %.80q", iss)))
+		return
+	}
+	txn, e := p.takeTransaction(r, txnID)
+	if e != nil {
+		p.errorPage(w, r, e)
+		return
+	}
+	p.clearCookie(w, p.bindingCookie(txnID))
+	if upstreamErr := q.Get("error"); upstreamErr != "" {
+		code := CodeServerError
+		if upstreamErr == CodeAccessDenied {
+			code = CodeAccessDenied
+		}
+		p.redirectError(w, r, txn.RedirectURI, txn.State, oauthError(http.StatusBadGateway, code, "sign-in at the identity provider did not complete",
+			fmt.Errorf("cognito answered error %.40q", upstreamErr)))
+		return
+	}
+	grant, e := p.grantFromCognito(r.Context(), q.Get("code"), txn)
+	if e != nil {
+		p.redirectError(w, r, txn.RedirectURI, txn.State, e)
+		return
+	}
+	code := randomToken(32)
+	rec := codeRecord{GrantID: grant.ID, ClientID: txn.ClientID, RedirectURI: txn.RedirectURI, RedirectURIGiven: txn.RedirectURIGiven,
+		CodeChallenge: txn.CodeChallenge, Scopes: txn.Scopes, Resource: txn.Resource, ExpiresAt: p.now().Add(codeTTL)}
+	if err := p.put(r.Context(), storeKey(kindCode, code), &rec, codeTTL); err != nil {
+		p.redirectError(w, r, txn.RedirectURI, txn.State, asError(err))
+		return
+	}
+	p.logger.Info("cognitomcp: user signed in", "sub", grant.User.Subject, "username", grant.User.Username, "mcp_client", txn.ClientID)
+	out := url.Values{"code": {code}, "iss": {p.issuer}}
+	if txn.State != "" {
+		out.Set("state", txn.State)
+	}
+	p.redirectToClient(w, r, txn.RedirectURI, out)
+}
+
+// takeTransaction takes the transaction named by state, once, and checks
+// the browser-binding cookie set when the browser left for Cognito.
+func (p *Proxy) takeTransaction(r *http.Request, txnID string) (*transaction, *Error) {
+	if txnID == "" || len(txnID) > 64 {
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "This sign-in response is incomplete. Start again from your application.", nil)
+	}
+	// Check the cookie before taking, so a forged callback cannot burn
+	// another browser's transaction.
+	name := p.bindingCookie(txnID)
+	c, err := r.Cookie(name)
+	if err != nil {
+		return nil, oauthError(http.StatusBadRequest, CodeAccessDenied, "This sign-in was started in another browser or has expired. Start again from your application.", errors.New("binding cookie missing"))
+	}
+	v, err := p.keys.cookies.Verify(name, c.Value, p.now())
+	if err != nil || v != hashKey("bind", txnID) {
+		return nil, oauthError(http.StatusBadRequest, CodeAccessDenied, "This sign-in was started in another browser or has expired. Start again from your application.", errors.New("binding cookie invalid"))
+	}
+	var txn transaction
+	err = p.take(r.Context(), storeKey(kindTxn, txnID), &txn)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "This sign-in expired or was already used. Start again from your application.", err)
+	case err != nil:
+		return nil, asError(err)
+	}
+	return &txn, nil
+}
+
+// grantFromCognito exchanges Cognito's code, verifies its tokens and stores
+// the grant. Cognito's error text never reaches the client.
+func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transaction) (*grantRecord, *Error) {
+	fail := func(msg string, err error) *Error {
+		return oauthError(http.StatusBadGateway, CodeServerError, "sign-in at the identity provider failed", fmt.Errorf("%s: %w", msg, err))
+	}
+	if code == "" {
+		return nil, fail("cognito callback", errors.New("no code"))
+	}
+	cfg := p.upstream
+	cfg.Scopes = upstreamScopes(txn.Scopes)
+	tok, err := cfg.Exchange(p.upstreamContext(ctx), code, oauth2.VerifierOption(txn.UpstreamVerifier))
+	if err != nil {
+		return nil, fail("exchange code at Cognito", upstreamError(err))
+	}
+	user, expiry, err := p.verifyUpstream(ctx, tok, txn.UpstreamNonce)
+	if err != nil {
+		p.logger.Error("cognitomcp: Cognito's tokens failed verification at the callback; check ProxyConfig.ClientID and the pool", "reason", err.Error())
+		return nil, fail("verify Cognito tokens", err)
+	}
+	now := p.now()
+	grant := &grantRecord{
+		ID: randomToken(16), Secret: randomToken(32), ClientID: txn.ClientID, ClientName: txn.ClientName,
+		Scopes: txn.Scopes, Resource: txn.Resource, User: *user,
+		Upstream:  upstreamTokens{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: expiry},
+		CreatedAt: now, ExpiresAt: now.Add(p.refreshTTL),
+	}
+	if err := p.put(ctx, storeKey(kindGrant, grant.ID), grant, p.refreshTTL); err != nil {
+		return nil, asError(err)
+	}
+	return grant, nil
+}
+
+// upstreamContext carries the proxy's HTTP client to x/oauth2.
+func (p *Proxy) upstreamContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, p.httpClient)
+}
+
+// upstreamError keeps the OAuth error code of a Cognito token-endpoint
+// failure and drops its body, which may echo request data.
+func upstreamError(err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		return fmt.Errorf("cognito token endpoint: status %d, error %.40q", status, re.ErrorCode)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("cognito token endpoint unreachable: %w", ue.Err)
+	}
+	return errors.New("cognito token endpoint: malformed response")
+}
+
+// verifyUpstream verifies Cognito's access token and, when present, its ID
+// token (with the nonce the proxy sent, when it sent one), and returns the
+// user's claims and the access token's expiry, from its exp claim.
+func (p *Proxy) verifyUpstream(ctx context.Context, tok *oauth2.Token, nonce string) (*userClaims, time.Time, error) {
+	access, err := p.verifier.Verify(ctx, tok.AccessToken)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("access token: %w", err)
+	}
+	user := &userClaims{Subject: access.Subject, Username: access.Username, Groups: access.Groups,
+		Issuer: access.Issuer, AppID: access.ClientID, Raw: access.raw}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return user, access.Expiry, nil
+	}
+	id, err := p.idVerifier.Verify(ctx, rawID)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("ID token: %w", err)
+	}
+	var extra struct {
+		Nonce string `json:"nonce"`
+	}
+	if err := id.Decode(&extra); err != nil || (nonce != "" && extra.Nonce != nonce) {
+		return nil, time.Time{}, errors.New("ID token: nonce does not match")
+	}
+	if id.Subject != access.Subject {
+		return nil, time.Time{}, errors.New("ID token: sub differs from the access token's")
+	}
+	user.Email = id.Email
+	user.Raw = mergeClaims(access.raw, id.raw)
+	return user, access.Expiry, nil
+}
+
+// mergeClaims merges two JSON objects; keys of b win.
+func mergeClaims(a, b json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(a, &m) != nil {
+		return b
+	}
+	var mb map[string]json.RawMessage
+	if json.Unmarshal(b, &mb) != nil {
+		return a
+	}
+	for k, v := range mb {
+		m[k] = v
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return a
+	}
+	return out
+}

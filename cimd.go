@@ -1,0 +1,416 @@
+package cognitomcp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Client ID Metadata Documents (MCP 2025-11-25,
+// draft-ietf-oauth-client-id-metadata-document): a client_id that is an
+// https URL names a JSON document, fetched by the proxy, that describes the
+// client. The fetch is an SSRF vector, so it is fenced: the host's addresses
+// must all be public, the connection goes to exactly the address checked, no
+// redirect is followed, and time and size are bounded.
+
+const (
+	cimdMaxBody    = 5 << 10 // the draft suggests 5 KiB
+	cimdTimeout    = 5 * time.Second
+	cimdMinTTL     = time.Minute // also for no-store / no-cache: one fetch a minute at most
+	cimdMaxTTL     = 24 * time.Hour
+	cimdDefaultTTL = 10 * time.Minute
+	cimdFailureTTL = time.Minute
+	cimdMaxEntries = 1000
+)
+
+// errInvalidClientMetadata is wrapped by every failure of cimdFetcher.fetch:
+// a client_id URL that may not be fetched, a fetch that failed, or a
+// document that is not valid. /authorize shows an error page for it (never
+// a redirect); /token and /revoke answer invalid_client.
+var errInvalidClientMetadata = errors.New("cognitomcp: invalid client metadata document")
+
+// cimdFetcher fetches, validates and caches client metadata documents. Safe
+// for concurrent use; concurrent fetches of one URL share one request.
+type cimdFetcher struct {
+	client        *http.Client
+	allowLoopback bool
+	now           func() time.Time
+	// lookupIP resolves a host name; tests replace it.
+	lookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
+
+	mu       sync.Mutex
+	cache    map[string]cimdEntry
+	inflight map[string]*cimdCall
+}
+
+type cimdEntry struct {
+	rec     *clientRecord
+	err     error
+	expires time.Time
+}
+
+type cimdCall struct {
+	done chan struct{}
+	rec  *clientRecord
+	err  error
+}
+
+// newCIMDFetcher returns a fetcher with its own pinned-dial transport. Of
+// client it keeps only the root CAs of an *http.Transport (tests trust an
+// httptest server so). allowLoopback also allows http URLs and loopback or
+// private addresses: for tests only.
+func newCIMDFetcher(client *http.Client, allowLoopback bool, now func() time.Time) *cimdFetcher {
+	if now == nil {
+		now = time.Now
+	}
+	f := &cimdFetcher{
+		allowLoopback: allowLoopback,
+		now:           now,
+		lookupIP: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		},
+		cache:    make(map[string]cimdEntry),
+		inflight: make(map[string]*cimdCall),
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if client != nil {
+		if t, ok := client.Transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+			tlsConf.RootCAs = t.TLSClientConfig.RootCAs
+		}
+	}
+	f.client = &http.Client{
+		Timeout: cimdTimeout,
+		Transport: &http.Transport{
+			Proxy:                  nil, // a proxy would make the pinned address meaningless
+			DialContext:            f.dial,
+			TLSClientConfig:        tlsConf,
+			TLSHandshakeTimeout:    cimdTimeout,
+			ResponseHeaderTimeout:  cimdTimeout,
+			MaxResponseHeaderBytes: 16 << 10,
+			DisableCompression:     true,
+			MaxIdleConns:           16,
+			IdleConnTimeout:        30 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return f
+}
+
+// fetch returns the client described by the metadata document at clientID,
+// from the cache when fresh. The record's redirect URIs are well-formed but
+// not yet checked against the proxy's policy, and its scopes are the
+// document's: lookupClient applies both. Every error wraps
+// errInvalidClientMetadata. The record is the caller's to modify.
+func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord, error) {
+	if err := f.checkURL(clientID); err != nil {
+		return nil, fmt.Errorf("%w: client_id URL %w", errInvalidClientMetadata, err)
+	}
+	f.mu.Lock()
+	if e, ok := f.cache[clientID]; ok && f.now().Before(e.expires) {
+		f.mu.Unlock()
+		return cloneClientRecord(e.rec), e.err
+	}
+	call, running := f.inflight[clientID]
+	if !running {
+		call = &cimdCall{done: make(chan struct{})}
+		f.inflight[clientID] = call
+	}
+	f.mu.Unlock()
+
+	if running {
+		select {
+		case <-call.done:
+			return cloneClientRecord(call.rec), call.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", errInvalidClientMetadata, ctx.Err())
+		}
+	}
+	// The leader's own cancellation must not fail the requests waiting on it.
+	rec, ttl, err := f.download(context.WithoutCancel(ctx), clientID)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errInvalidClientMetadata, err)
+		ttl = cimdFailureTTL
+	}
+	f.mu.Lock()
+	f.store(clientID, cimdEntry{rec: rec, err: err, expires: f.now().Add(ttl)})
+	delete(f.inflight, clientID)
+	call.rec, call.err = rec, err
+	close(call.done)
+	f.mu.Unlock()
+	return cloneClientRecord(rec), err
+}
+
+// store caches e, keeping at most cimdMaxEntries: expired entries go first,
+// then arbitrary ones. f.mu is held.
+func (f *cimdFetcher) store(key string, e cimdEntry) {
+	if _, ok := f.cache[key]; !ok && len(f.cache) >= cimdMaxEntries {
+		now := f.now()
+		for k, old := range f.cache {
+			if !now.Before(old.expires) {
+				delete(f.cache, k)
+			}
+		}
+		for k := range f.cache {
+			if len(f.cache) < cimdMaxEntries {
+				break
+			}
+			delete(f.cache, k)
+		}
+	}
+	f.cache[key] = e
+}
+
+// checkURL applies the draft's rules for a client_id URL: https, a host, a
+// path other than "/", no fragment, userinfo or dot segment; and refuses, before
+// any DNS, hosts that are non-public IP literals or localhost names.
+func (f *cimdFetcher) checkURL(clientID string) error {
+	u, err := parseStrictURI(clientID, false)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.scheme != "https" && !(f.allowLoopback && u.scheme == "http"):
+		return errors.New("is not https")
+	case !u.hasAuthority || u.host == "":
+		return errors.New("has no host")
+	case u.path == "" || u.path == "/":
+		return errors.New("has no path")
+	case u.isIP && !f.addrAllowed(u.addr):
+		return errors.New("names a non-public address")
+	case !f.allowLoopback && (u.host == "localhost" || strings.HasSuffix(u.host, ".localhost")):
+		return errors.New("names localhost")
+	}
+	return nil
+}
+
+// addrAllowed: public addresses only, or with allowLoopback also loopback and
+// private ones (never link-local, so never the cloud metadata service).
+func (f *cimdFetcher) addrAllowed(a netip.Addr) bool {
+	if f.allowLoopback && a.Zone() == "" && (a.Unmap().IsLoopback() || a.Unmap().IsPrivate()) {
+		return true
+	}
+	return isPublicAddr(a)
+}
+
+// Special-purpose ranges (RFC 6890 and successors) that the netip predicates
+// do not cover.
+var (
+	blockedV4 = []netip.Prefix{
+		netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+		netip.MustParsePrefix("100.64.0.0/10"),   // CGNAT shared space
+		netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+		netip.MustParsePrefix("192.0.2.0/24"),    // TEST-NET-1
+		netip.MustParsePrefix("192.88.99.0/24"),  // 6to4 relay anycast
+		netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+		netip.MustParsePrefix("198.51.100.0/24"), // TEST-NET-2
+		netip.MustParsePrefix("203.0.113.0/24"),  // TEST-NET-3
+		netip.MustParsePrefix("240.0.0.0/4"),     // reserved, broadcast
+	}
+	globalV6  = netip.MustParsePrefix("2000::/3")
+	blockedV6 = []netip.Prefix{
+		netip.MustParsePrefix("2001::/23"),     // IETF protocol assignments, Teredo
+		netip.MustParsePrefix("2001:db8::/32"), // documentation
+		netip.MustParsePrefix("2002::/16"),     // 6to4: embeds any IPv4 address
+		netip.MustParsePrefix("3fff::/20"),     // documentation
+	}
+)
+
+// isPublicAddr reports whether a is a global unicast address: not loopback,
+// private (RFC 1918, fc00::/7), link-local (169.254/16, with the metadata
+// service, fe80::/10), unspecified, multicast, CGNAT, reserved or
+// documentation space; IPv4-mapped addresses are judged as IPv4, and IPv6
+// outside 2000::/3 (NAT64, IPv4-compatible, site-local…) is refused.
+func isPublicAddr(a netip.Addr) bool {
+	if !a.IsValid() || a.Zone() != "" {
+		return false
+	}
+	a = a.Unmap()
+	if a.IsUnspecified() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() ||
+		a.IsMulticast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
+		return false
+	}
+	blocked := blockedV4
+	if a.Is6() {
+		if !globalV6.Contains(a) {
+			return false
+		}
+		blocked = blockedV6
+	}
+	for _, p := range blocked {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// dial resolves host itself, refuses it if any address is not allowed, and
+// connects to exactly those checked addresses; TLS (done by the transport)
+// still verifies the certificate for the host name.
+func (f *cimdFetcher) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else if addrs, err = f.lookupIP(ctx, host); err != nil {
+		return nil, fmt.Errorf("resolve host: %w", err)
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("resolve host: no addresses")
+	}
+	for _, a := range addrs {
+		if !f.addrAllowed(a) {
+			return nil, fmt.Errorf("host resolves to the non-public address %s", a)
+		}
+	}
+	d := net.Dialer{Timeout: cimdTimeout, Control: f.control}
+	var errs []error
+	for _, a := range addrs {
+		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(a.Unmap().String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// control re-checks the address the socket actually connects to.
+func (f *cimdFetcher) control(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil || !f.addrAllowed(ap.Addr()) {
+		return fmt.Errorf("refusing to connect to %s", address)
+	}
+	return nil
+}
+
+// download GETs and validates the document; ttl is how long to cache it.
+func (f *cimdFetcher) download(ctx context.Context, clientID string) (rec *clientRecord, ttl time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, cimdTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "cognitomcp")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("fetch: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, 0, fmt.Errorf("fetch: status %d (redirects are not followed)", resp.StatusCode)
+	}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, 0, errors.New("fetch: content type is not application/json")
+	}
+	if resp.ContentLength > cimdMaxBody {
+		return nil, 0, fmt.Errorf("fetch: document larger than %d bytes", cimdMaxBody)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, cimdMaxBody+1))
+	if err != nil {
+		return nil, 0, fmt.Errorf("fetch: read: %w", err)
+	}
+	if len(body) > cimdMaxBody {
+		return nil, 0, fmt.Errorf("fetch: document larger than %d bytes", cimdMaxBody)
+	}
+	rec, err = parseMetadataDocument(body, clientID, f.now())
+	if err != nil {
+		return nil, 0, err
+	}
+	return rec, cacheTTL(resp.Header.Get("Cache-Control")), nil
+}
+
+// cacheTTL reads max-age from a Cache-Control header, bounded to
+// [cimdMinTTL, cimdMaxTTL]; cimdDefaultTTL when absent; no-store and
+// no-cache count as zero, so the minimum.
+func cacheTTL(cc string) time.Duration {
+	ttl := cimdDefaultTTL
+	for d := range strings.SplitSeq(cc, ",") {
+		d = strings.ToLower(strings.TrimSpace(d))
+		switch {
+		case d == "no-store" || d == "no-cache":
+			return cimdMinTTL
+		case strings.HasPrefix(d, "max-age="):
+			n, err := strconv.ParseInt(strings.Trim(d[len("max-age="):], `"`), 10, 64)
+			if err == nil && n >= 0 {
+				ttl = time.Duration(min(n, int64(cimdMaxTTL/time.Second))) * time.Second
+			}
+		}
+	}
+	return min(max(ttl, cimdMinTTL), cimdMaxTTL)
+}
+
+// parseMetadataDocument validates a client metadata document: a JSON object
+// whose client_id equals the URL exactly, with a client_name and well-formed
+// redirect_uris, a public client (token_endpoint_auth_method absent or
+// "none": private_key_jwt is not supported), grant and response types as for
+// registration. Bad cosmetic fields (client_uri, logo_uri, software_*) are
+// dropped rather than failing a document written for many servers.
+func parseMetadataDocument(body []byte, clientID string, now time.Time) (*clientRecord, error) {
+	md, err := decodeClientMetadata(body)
+	if err != nil {
+		return nil, err
+	}
+	if md.ClientID != clientID {
+		return nil, errors.New("document client_id does not equal its URL")
+	}
+	if strings.TrimSpace(md.ClientName) == "" {
+		return nil, errors.New("document has no client_name")
+	}
+	if err := md.checkCommon(); err != nil {
+		return nil, err
+	}
+	if md.AuthMethod != "" && md.AuthMethod != "none" {
+		return nil, errors.New(`token_endpoint_auth_method must be "none" (absent): only public clients are supported`)
+	}
+	for i, u := range md.RedirectURIs {
+		if _, err := parseStrictURI(u, false); err != nil {
+			return nil, fmt.Errorf("redirect_uris[%d] %w", i, err)
+		}
+	}
+	rec := md.record(clientID, now)
+	rec.Metadata = true
+	if checkHTTPSURL(rec.ClientURI) != nil {
+		rec.ClientURI = ""
+	}
+	if checkHTTPSURL(rec.LogoURI) != nil {
+		rec.LogoURI = ""
+	}
+	if checkText(rec.SoftwareID, 200) != nil {
+		rec.SoftwareID = ""
+	}
+	if checkText(rec.SoftwareVersion, 200) != nil {
+		rec.SoftwareVersion = ""
+	}
+	return rec, nil
+}
+
+// cloneClientRecord is a deep copy, nil for nil.
+func cloneClientRecord(r *clientRecord) *clientRecord {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.RedirectURIs = slices.Clone(r.RedirectURIs)
+	c.Scopes = slices.Clone(r.Scopes)
+	c.GrantTypes = slices.Clone(r.GrantTypes)
+	c.ResponseTypes = slices.Clone(r.ResponseTypes)
+	return &c
+}

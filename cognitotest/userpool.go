@@ -1,0 +1,441 @@
+// Package cognitotest provides a fake Amazon Cognito user pool for tests, in
+// the spirit of net/http/httptest.
+//
+// NewUserPool starts two loopback HTTP servers, as Cognito has two hosts: the
+// issuer host serves OIDC discovery and the JWKS under the issuer URL, and the
+// user-pool domain serves /oauth2/authorize, /oauth2/token, /oauth2/revoke,
+// /oauth2/userInfo, /login and /logout. Tokens have the header, claims and
+// lifetimes of real Cognito tokens, signed with one RSA key for ID tokens and
+// another for access tokens.
+//
+//	pool := cognitotest.NewUserPool(cognitotest.Options{})
+//	defer pool.Close()
+//	pool.AddUser(cognitotest.User{Username: "alice", Password: "pw", Groups: []string{"admin"}})
+//	app := pool.AddClient(cognitotest.Client{CallbackURLs: []string{"http://127.0.0.1/cb"}})
+//
+//	provider, err := oidc.NewProvider(ctx, pool.Issuer)
+//	// ...
+//	at := pool.MintAccessToken(cognitotest.TokenOptions{Username: "alice", ClientID: app.ID})
+//	_, err = provider.Verifier(&oidc.Config{SkipClientIDCheck: true}).Verify(ctx, at)
+//
+// With Options.AWSHostnames the pool presents the real issuer and domain
+// names (https://cognito-idp.{region}.amazonaws.com/{pool} and
+// https://fakepool.auth.{region}.amazoncognito.com); reach them with the
+// client from UserPool.HTTPClient, for example through oidc.ClientContext.
+//
+// Without SetAutoLogin, /oauth2/authorize redirects to /login, whose HTML
+// form (inputs "username" and "password", submit button id "signin", the
+// authorize parameters in hidden fields) posts back to /login; success
+// redirects to the client's redirect_uri with code and state.
+//
+// A UserPool is safe for concurrent use.
+package cognitotest
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configures a UserPool. The zero value gives a pool in us-east-1
+// with Cognito's default token lifetimes.
+type Options struct {
+	// Region of the pool. Default "us-east-1", or the prefix of PoolID.
+	Region string
+	// PoolID is "{region}_{suffix}". Default Region+"_FakePool01". The
+	// region is everything before the first "_".
+	PoolID string
+	// UpdatedIssuer selects the UPDATED issuer format. With AWSHostnames
+	// the issuer is https://issuer-cognito-idp.{region}.amazonaws.com/{pool};
+	// in loopback mode it is {issuer host}/updated/{pool}.
+	UpdatedIssuer bool
+	// AWSHostnames makes Issuer https://cognito-idp.{region}.amazonaws.com/{pool}
+	// and DomainURL https://fakepool.auth.{region}.amazoncognito.com. They
+	// are reachable only through HTTPClient or Transport.
+	AWSHostnames bool
+	// Now is the pool's clock for iat, exp, auth_time and code and refresh
+	// token expiry. Default time.Now.
+	Now func() time.Time
+	// AccessTokenTTL and IDTokenTTL default to 60 minutes.
+	AccessTokenTTL, IDTokenTTL time.Duration
+	// RefreshTokenTTL defaults to 30 days.
+	RefreshTokenTTL time.Duration
+	// RefreshTokenRotation makes the refresh_token grant return a new
+	// refresh token and invalidate the one presented. Default off: refresh
+	// responses carry no refresh_token, as in Cognito.
+	RefreshTokenRotation bool
+}
+
+// poolIDPattern is the CreateUserPool pattern for pool ids.
+var poolIDPattern = regexp.MustCompile(`^[\w-]+_[0-9a-zA-Z]+$`)
+
+// withDefaults fills in defaults and panics on an inconsistent pool id,
+// as httptest does for unusable configurations.
+func (o Options) withDefaults() Options {
+	if o.PoolID == "" {
+		if o.Region == "" {
+			o.Region = "us-east-1"
+		}
+		o.PoolID = o.Region + "_FakePool01"
+	}
+	if len(o.PoolID) > 55 || !poolIDPattern.MatchString(o.PoolID) {
+		panic(fmt.Sprintf("cognitotest: invalid PoolID %q: want {region}_{suffix}", o.PoolID))
+	}
+	region, _, _ := strings.Cut(o.PoolID, "_")
+	if o.Region != "" && o.Region != region {
+		panic(fmt.Sprintf("cognitotest: Region %q does not match PoolID %q", o.Region, o.PoolID))
+	}
+	o.Region = region
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.AccessTokenTTL == 0 {
+		o.AccessTokenTTL = time.Hour
+	}
+	if o.IDTokenTTL == 0 {
+		o.IDTokenTTL = time.Hour
+	}
+	if o.RefreshTokenTTL == 0 {
+		o.RefreshTokenTTL = 30 * 24 * time.Hour
+	}
+	return o
+}
+
+// UserPool is a fake Cognito user pool served by two loopback HTTP servers.
+// Create it with NewUserPool and stop it with Close.
+type UserPool struct {
+	// Issuer is the iss of the pool's tokens and the base of its discovery
+	// document, e.g. http://127.0.0.1:PORT/us-east-1_FakePool01.
+	Issuer string
+	// DomainURL is the user-pool domain (hosted UI) that serves /oauth2/*,
+	// /login and /logout, e.g. http://127.0.0.1:PORT2.
+	DomainURL string
+	// URL equals DomainURL.
+	URL string
+	// PoolID is the user pool id, e.g. us-east-1_FakePool01.
+	PoolID string
+	// Region is the pool's region, the prefix of PoolID.
+	Region string
+
+	opts       Options
+	issuerSrv  *httptest.Server
+	domainSrv  *httptest.Server
+	transport  *http.Transport
+	closing    chan struct{}
+	closeOnce  sync.Once
+	issuerBase string // scheme://host of the issuer host, as clients see it
+	requests   map[Endpoint]*atomic.Int64
+
+	mu        sync.Mutex
+	users     map[string]User
+	clients   map[string]Client
+	rsScopes  map[string]bool
+	keys      keyring
+	codes     map[string]*authCode
+	refresh   map[string]*refreshToken
+	sessions  map[string]*session // by origin_jti
+	autoLogin string
+	rotation  bool
+	faults    map[Endpoint]*Fault
+	grants    map[string]int
+	revoked   int
+}
+
+// NewUserPool starts a fake user pool: one loopback server for the issuer
+// host and one for the domain host. It panics if opts.PoolID is malformed or
+// does not start with opts.Region.
+func NewUserPool(opts Options) *UserPool {
+	opts = opts.withDefaults()
+	p := &UserPool{
+		PoolID:    opts.PoolID,
+		Region:    opts.Region,
+		opts:      opts,
+		transport: http.DefaultTransport.(*http.Transport).Clone(),
+		closing:   make(chan struct{}),
+		requests:  make(map[Endpoint]*atomic.Int64),
+		users:     make(map[string]User),
+		clients:   make(map[string]Client),
+		rsScopes:  make(map[string]bool),
+		keys:      newKeyring(),
+		codes:     make(map[string]*authCode),
+		refresh:   make(map[string]*refreshToken),
+		sessions:  make(map[string]*session),
+		rotation:  opts.RefreshTokenRotation,
+		faults:    make(map[Endpoint]*Fault),
+		grants:    make(map[string]int),
+	}
+	for _, e := range allEndpoints {
+		p.requests[e] = new(atomic.Int64)
+	}
+	// Listen first, set every field, then serve: handlers read the fields.
+	p.issuerSrv = httptest.NewUnstartedServer(http.HandlerFunc(p.serveIssuerHost))
+	p.domainSrv = httptest.NewUnstartedServer(p.domainHandler())
+	p.issuerBase = "http://" + p.issuerSrv.Listener.Addr().String()
+	p.DomainURL = "http://" + p.domainSrv.Listener.Addr().String()
+	if opts.AWSHostnames {
+		p.issuerBase = "https://cognito-idp." + p.Region + ".amazonaws.com"
+		p.DomainURL = "https://fakepool.auth." + p.Region + ".amazoncognito.com"
+	}
+	p.URL = p.DomainURL
+	p.Issuer = p.issuerForm(opts.UpdatedIssuer)
+	p.issuerSrv.Start()
+	p.domainSrv.Start()
+	return p
+}
+
+// issuerForm returns the ORIGINAL (false) or UPDATED (true) issuer.
+func (p *UserPool) issuerForm(updated bool) string {
+	switch {
+	case !updated:
+		return p.issuerBase + "/" + p.PoolID
+	case p.opts.AWSHostnames:
+		return "https://issuer-cognito-idp." + p.Region + ".amazonaws.com/" + p.PoolID
+	default:
+		return p.issuerBase + "/updated/" + p.PoolID
+	}
+}
+
+// OtherIssuer returns the issuer in the other format (ORIGINAL if Issuer is
+// UPDATED and vice versa). The issuer host serves discovery under both, so
+// oidc.NewProvider works with either; the pool's tokens carry Issuer unless
+// TokenOptions.Issuer says otherwise. With AWSHostnames both are the real
+// Cognito forms; in loopback mode the UPDATED form is {issuer host}/updated/{pool}.
+func (p *UserPool) OtherIssuer() string {
+	return p.issuerForm(!p.opts.UpdatedIssuer)
+}
+
+// Close shuts the servers down, cutting short any injected delays.
+func (p *UserPool) Close() {
+	p.closeOnce.Do(func() {
+		close(p.closing)
+		p.issuerSrv.Close()
+		p.domainSrv.Close()
+		p.transport.CloseIdleConnections()
+	})
+}
+
+// HTTPClient returns a new client that reaches the pool. With AWSHostnames
+// it sends requests for *.amazonaws.com to the issuer host and
+// *.amazoncognito.com to the domain host (keeping the Host header, over
+// plain HTTP); other requests go out unchanged.
+func (p *UserPool) HTTPClient() *http.Client {
+	return &http.Client{Transport: p.Transport()}
+}
+
+// Transport returns the round tripper HTTPClient uses, for building clients
+// with a cookie jar or a CheckRedirect of their own.
+func (p *UserPool) Transport() http.RoundTripper {
+	if !p.opts.AWSHostnames {
+		return p.transport
+	}
+	return &rewriteTransport{
+		base:   p.transport,
+		issuer: p.issuerSrv.Listener.Addr().String(),
+		domain: p.domainSrv.Listener.Addr().String(),
+	}
+}
+
+// rewriteTransport routes AWS hostnames to the loopback listeners.
+type rewriteTransport struct {
+	base           http.RoundTripper
+	issuer, domain string
+}
+
+func (t *rewriteTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	host := r.URL.Hostname()
+	var addr string
+	switch {
+	case strings.HasSuffix(host, ".amazonaws.com"):
+		addr = t.issuer
+	case strings.HasSuffix(host, ".amazoncognito.com"):
+		addr = t.domain
+	default:
+		return t.base.RoundTrip(r)
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Scheme, r2.URL.Host = "http", addr
+	if r2.Host == "" {
+		r2.Host = r.URL.Host
+	}
+	return t.base.RoundTrip(r2)
+}
+
+// User is a user of the pool.
+type User struct {
+	// Username is the sign-in name and the username / cognito:username
+	// claim. Default Sub.
+	Username string
+	// Password is checked by the login form.
+	Password string
+	// Sub is the user's immutable id. Default a random UUID.
+	Sub string
+	// Email and EmailVerified become the email and email_verified claims
+	// of ID tokens when Email is set.
+	Email         string
+	EmailVerified bool
+	// Groups become cognito:groups in both tokens when non-empty.
+	Groups []string
+	// Attributes such as "custom:tenant" or "name" go into ID tokens and
+	// userInfo responses.
+	Attributes map[string]string
+}
+
+func (u User) clone() User {
+	u.Groups = slices.Clone(u.Groups)
+	if u.Attributes != nil {
+		attrs := make(map[string]string, len(u.Attributes))
+		for k, v := range u.Attributes {
+			attrs[k] = v
+		}
+		u.Attributes = attrs
+	}
+	return u
+}
+
+// AddUser adds u, or replaces the user with the same Username, and returns a
+// copy of the stored user with its defaults filled in. Changing the copy
+// does not change the pool.
+func (p *UserPool) AddUser(u User) *User {
+	u = u.clone()
+	if u.Sub == "" {
+		u.Sub = newUUID()
+	}
+	if u.Username == "" {
+		u.Username = u.Sub
+	}
+	p.mu.Lock()
+	p.users[u.Username] = u
+	p.mu.Unlock()
+	u = u.clone()
+	return &u
+}
+
+func (p *UserPool) user(username string) (User, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	u, ok := p.users[username]
+	return u.clone(), ok
+}
+
+// Client is an app client of the pool.
+type Client struct {
+	// ID defaults to 26 random lowercase letters and digits, like Cognito's.
+	// It is the client_id and the aud of ID tokens.
+	ID string
+	// Secret is the client secret; empty means a public client.
+	Secret string
+	// CallbackURLs are the allowed redirect_uri values (exact match).
+	CallbackURLs []string
+	// LogoutURLs are the allowed logout_uri values of /logout.
+	LogoutURLs []string
+	// AllowedScopes default to openid, email and profile. Resource-server
+	// scopes are written identifier+"/"+scope.
+	AllowedScopes []string
+	// ClientCredentials allows the client_credentials grant (secret
+	// clients only).
+	ClientCredentials bool
+	// DisableRevocation turns EnableTokenRevocation off: /oauth2/revoke
+	// answers 400 invalid_request.
+	DisableRevocation bool
+}
+
+func (c Client) clone() Client {
+	c.CallbackURLs = slices.Clone(c.CallbackURLs)
+	c.LogoutURLs = slices.Clone(c.LogoutURLs)
+	c.AllowedScopes = slices.Clone(c.AllowedScopes)
+	return c
+}
+
+// AddClient adds c, or replaces the client with the same ID, and returns a
+// copy of the stored client with its defaults filled in.
+func (p *UserPool) AddClient(c Client) *Client {
+	c = c.clone()
+	if c.ID == "" {
+		c.ID = strings.ToLower(rand.Text()) // 26 characters of [a-z2-7]
+	}
+	if len(c.AllowedScopes) == 0 {
+		c.AllowedScopes = []string{"openid", "email", "profile"}
+	}
+	p.mu.Lock()
+	p.clients[c.ID] = c
+	p.mu.Unlock()
+	c = c.clone()
+	return &c
+}
+
+func (p *UserPool) client(id string) (Client, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.clients[id]
+	return c.clone(), ok
+}
+
+// AddResourceServer registers custom scopes; each appears in tokens as
+// identifier+"/"+scope.
+func (p *UserPool) AddResourceServer(identifier string, scopes ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range scopes {
+		p.rsScopes[identifier+"/"+s] = true
+	}
+}
+
+// SetAutoLogin makes /oauth2/authorize sign username in at once and redirect
+// back with a code, instead of redirecting to the login form. "" (or a
+// username with no user) turns it off.
+func (p *UserPool) SetAutoLogin(username string) {
+	p.mu.Lock()
+	p.autoLogin = username
+	p.mu.Unlock()
+}
+
+// SetRefreshTokenRotation switches refresh token rotation on or off; see
+// Options.RefreshTokenRotation.
+func (p *UserPool) SetRefreshTokenRotation(on bool) {
+	p.mu.Lock()
+	p.rotation = on
+	p.mu.Unlock()
+}
+
+// TokenGrants reports how many successful token responses the token
+// endpoint gave for grant ("authorization_code", "refresh_token",
+// "client_credentials").
+func (p *UserPool) TokenGrants(grant string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.grants[grant]
+}
+
+// RevokedRefreshTokens reports how many refresh tokens /oauth2/revoke has
+// revoked.
+func (p *UserPool) RevokedRefreshTokens() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.revoked
+}
+
+// IsRevoked reports whether refreshToken was issued by the pool and revoked.
+func (p *UserPool) IsRevoked(refreshToken string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rt, ok := p.refresh[refreshToken]
+	return ok && rt.sess.revoked
+}
+
+func (p *UserPool) now() time.Time { return p.opts.Now() }
+
+// newUUID returns a random version 4 UUID.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}

@@ -1,0 +1,278 @@
+package cognitomcp
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"embed"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+
+// rememberTTL is how long ConsentRemember remembers an approval.
+const (
+	rememberTTL     = 30 * 24 * time.Hour
+	rememberedLimit = 20 // approvals one browser remembers; the oldest drop first
+)
+
+// consentPage is what the consent template shows. html/template escapes
+// every value, client_name and redirect host included.
+type consentPage struct {
+	ClientName, ClientID, RedirectHost, ServerName string
+	Scopes                                         []string
+	Loopback, CustomScheme                         bool
+	TxnID, CSRF, Action, Nonce                     string
+}
+
+// handleConsent shows the consent page (GET) and takes the user's answer
+// (POST). The answer must carry the CSRF token of the page, equal to the
+// token in this transaction's double-submit cookie and still unused in the
+// store (single use, atomic).
+func (p *Proxy) handleConsent(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		p.showConsent(w, r)
+	case http.MethodPost:
+		p.answerConsent(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		p.errorPage(w, r, oauthError(http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed", nil))
+	}
+}
+
+func (p *Proxy) showConsent(w http.ResponseWriter, r *http.Request) {
+	txnID := r.URL.Query().Get("txn")
+	var txn transaction
+	if err := p.loadTransaction(r, txnID, &txn); err != nil {
+		p.errorPage(w, r, err)
+		return
+	}
+	csrf := randomToken(32)
+	if err := p.put(r.Context(), storeKey(kindCSRF, csrf), txnID, transactionTTL); err != nil {
+		p.errorPage(w, r, asError(err))
+		return
+	}
+	p.setCookie(w, p.csrfCookie(txnID), csrf, transactionTTL)
+	u, _ := url.Parse(txn.RedirectURI)
+	page := consentPage{
+		ClientName: orDefault(txn.ClientName, "An unnamed application"), ClientID: txn.ClientID,
+		RedirectHost: hostOf(txn.RedirectURI), ServerName: hostOf(p.resource), Scopes: txn.Scopes,
+		Loopback: u != nil && isLoopbackHost(u.Hostname()), CustomScheme: u != nil && u.Scheme != "http" && u.Scheme != "https",
+		TxnID: txnID, CSRF: csrf, Action: p.basePath + "/consent",
+	}
+	p.render(w, http.StatusOK, "consent.html", &page, p.upstream.Endpoint.AuthURL, txn.RedirectURI)
+}
+
+// loadTransaction reads a pending transaction, or returns the page error.
+func (p *Proxy) loadTransaction(r *http.Request, txnID string, txn *transaction) *Error {
+	if txnID == "" || len(txnID) > 64 {
+		return oauthError(http.StatusBadRequest, CodeInvalidRequest, "This sign-in link is incomplete. Start again from your application.", nil)
+	}
+	err := p.get(r.Context(), storeKey(kindTxn, txnID), txn)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return oauthError(http.StatusBadRequest, CodeInvalidRequest, "This sign-in expired or was already used. Start again from your application.", err)
+	case err != nil:
+		return asError(err)
+	}
+	return nil
+}
+
+func (p *Proxy) answerConsent(w http.ResponseWriter, r *http.Request) {
+	form, e := parseForm(w, r)
+	if e != nil {
+		p.errorPage(w, r, e)
+		return
+	}
+	txnID, csrf := form.Get("txn"), form.Get("csrf")
+	if e := p.checkCSRF(r, txnID, csrf); e != nil {
+		p.errorPage(w, r, e)
+		return
+	}
+	p.clearCookie(w, p.csrfCookie(txnID))
+	var txn transaction
+	if e := p.loadTransaction(r, txnID, &txn); e != nil {
+		p.errorPage(w, r, e)
+		return
+	}
+	if form.Get("action") != "approve" {
+		_ = p.del(r.Context(), storeKey(kindTxn, txnID))
+		p.logger.Info("cognitomcp: consent denied", "mcp_client", txn.ClientID)
+		p.redirectError(w, r, txn.RedirectURI, txn.State, oauthError(http.StatusForbidden, CodeAccessDenied, "the user denied access", nil))
+		return
+	}
+	p.logger.Info("cognitomcp: consent given", "mcp_client", txn.ClientID, "redirect_host", hostOf(txn.RedirectURI))
+	if p.consent == ConsentRemember {
+		p.remember(w, r, rememberKey(txn.ClientID, txn.RedirectURI))
+	}
+	p.redirectUpstream(w, r, txnID, &txn)
+}
+
+// checkCSRF checks the double-submit cookie, then takes the token from the
+// store so it works once, and checks it belongs to this transaction.
+func (p *Proxy) checkCSRF(r *http.Request, txnID, csrf string) *Error {
+	forged := oauthError(http.StatusForbidden, CodeAccessDenied, "This form is out of date or was not sent by this page. Start again from your application.", nil)
+	if txnID == "" || csrf == "" || len(csrf) > 64 || len(txnID) > 64 {
+		return forged
+	}
+	c, err := r.Cookie(p.csrfCookie(txnID))
+	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(csrf)) != 1 {
+		forged.Err = errors.New("csrf cookie missing or different")
+		return forged
+	}
+	var bound string
+	err = p.take(r.Context(), storeKey(kindCSRF, csrf), &bound)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		forged.Err = errors.New("csrf token unknown or already used")
+		return forged
+	case err != nil:
+		return asError(err)
+	case bound != txnID:
+		forged.Err = errors.New("csrf token of another transaction")
+		return forged
+	}
+	return nil
+}
+
+// consentNeeded says whether to show the consent page.
+func (p *Proxy) consentNeeded(r *http.Request, client *clientRecord, redirect string) bool {
+	switch p.consent {
+	case ConsentOff:
+		return false
+	case ConsentRemember:
+		// Only a navigation the user started (typed, or from this site) may
+		// skip the page: never one a cross-site page pushed.
+		site := r.Header.Get("Sec-Fetch-Site")
+		if site != "none" && site != "same-origin" {
+			return true
+		}
+		return r.URL.Query().Get("prompt") == "consent" || !slices.Contains(p.remembered(r), rememberKey(client.ID, redirect))
+	}
+	return true
+}
+
+// rememberKey names an approval of a client for a redirect URI.
+func rememberKey(clientID, redirect string) string {
+	return hashKey("consent", clientID, redirect)[:16]
+}
+
+// remembered returns the approvals in this browser's signed consent cookie.
+func (p *Proxy) remembered(r *http.Request) []string {
+	c, err := r.Cookie(p.cookieName("consent"))
+	if err != nil {
+		return nil
+	}
+	v, err := p.keys.cookies.Verify(p.cookieName("consent"), c.Value, p.now())
+	if err != nil || v == "" {
+		return nil
+	}
+	return strings.Split(v, ".")
+}
+
+func (p *Proxy) remember(w http.ResponseWriter, r *http.Request, key string) {
+	keys := slices.DeleteFunc(p.remembered(r), func(k string) bool { return k == key })
+	keys = append(keys, key)
+	if len(keys) > rememberedLimit {
+		keys = keys[len(keys)-rememberedLimit:]
+	}
+	name := p.cookieName("consent")
+	p.setCookie(w, name, p.keys.cookies.Sign(name, strings.Join(keys, "."), p.now().Add(rememberTTL)), rememberTTL)
+}
+
+// cookieName prefixes a cookie name: __Host- on https (Secure, Path=/, no
+// Domain: bound to this exact host), plain on loopback http.
+func (p *Proxy) cookieName(base string) string {
+	if p.secureCookie {
+		return "__Host-cognitomcp_" + base
+	}
+	return "cognitomcp_" + base
+}
+
+// csrfCookie and bindingCookie are per transaction, so two sign-ins in one
+// browser do not overwrite each other's cookies.
+func (p *Proxy) csrfCookie(txnID string) string {
+	return p.cookieName("csrf_" + hashKey("c", txnID)[:12])
+}
+
+func (p *Proxy) bindingCookie(txnID string) string {
+	return p.cookieName("bind_" + hashKey("b", txnID)[:12])
+}
+
+func (p *Proxy) setCookie(w http.ResponseWriter, name, value string, ttl time.Duration) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: int(ttl / time.Second),
+		HttpOnly: true, Secure: p.secureCookie, SameSite: http.SameSiteLaxMode})
+}
+
+func (p *Proxy) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: p.secureCookie, SameSite: http.SameSiteLaxMode})
+}
+
+// errorPage shows an error in the browser, for failures that must not
+// redirect: an unknown client, a bad redirect URI, an expired transaction.
+func (p *Proxy) errorPage(w http.ResponseWriter, r *http.Request, e *Error) {
+	p.logRefusal(r, e)
+	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "5")
+	}
+	msg := e.Description
+	if e.Status >= 500 {
+		msg = "The server cannot complete sign-in right now. Try again in a moment."
+	}
+	p.render(w, e.Status, "error.html", &struct{ Message, Code, Nonce string }{msg, e.Code, ""})
+}
+
+// render writes a page with headers that forbid framing, scripts and
+// foreign resources. formTargets are the places a form on the page may lead
+// to, redirects included (CSP form-action).
+func (p *Proxy) render(w http.ResponseWriter, status int, name string, data any, formTargets ...string) {
+	nonce := randomToken(16)
+	switch d := data.(type) {
+	case *consentPage:
+		d.Nonce = nonce
+	case *struct{ Message, Code, Nonce string }:
+		d.Nonce = nonce
+	}
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+		p.logger.Error("cognitomcp: render page", "page", name, "reason", err.Error())
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	action := "'self'"
+	for _, t := range formTargets {
+		action += " " + cspSource(t)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; form-action "+action+"; frame-ancestors 'none'; base-uri 'none'")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// cspSource is the CSP source expression for a URL: its origin, or its
+// scheme for a custom-scheme redirect URI.
+func cspSource(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return u.Scheme + ":"
+	}
+	return u.Scheme + "://" + u.Host
+}

@@ -1,0 +1,35 @@
+// Package cognitomcp puts Amazon Cognito sign-in in front of an MCP server
+// built on net/http.
+//
+// It has two halves. The resource-server half verifies Cognito JWTs
+// ([Verifier]) and puts the user in the request context ([RequireToken],
+// [ClaimsFromContext]), with [RequireGroups] and [RequireScopes] for
+// authorization. The proxy half ([Proxy]) is, to MCP clients, an OAuth 2.1
+// authorization server with the metadata, dynamic registration, PKCE and
+// resource indicators they expect, and, to Cognito, one confidential app
+// client using the hosted UI.
+//
+// Resource-server mode, verifying Cognito access tokens directly:
+//
+//	v, err := cognitomcp.NewVerifier(ctx, cognitomcp.VerifierConfig{
+//		UserPoolID: "eu-west-1_AbCdEf123", // region taken from the id
+//		ClientIDs:  []string{"6qbm3example"},
+//	})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	auth := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{
+//		Verifier:            v,
+//		ResourceMetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+//	})
+//	mux := http.NewServeMux()
+//	mux.Handle("/mcp", auth(cognitomcp.RequireGroups("mcp-users")(mcpHandler)))
+//
+// Inside the handler (or an MCP tool whose context comes from the request):
+//
+//	claims, _ := cognitomcp.ClaimsFromContext(r.Context())
+//	log.Printf("%s (%s) in %v", claims.Username, claims.Subject, claims.Groups)
+//
+// The package cognitomcp/cognitotest is a fake Cognito user pool for tests,
+// in the spirit of net/http/httptest.
+package cognitomcp

@@ -1,0 +1,362 @@
+package cognitomcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+)
+
+// ErrorHandler writes the response for a refused request. err is an *Error
+// (errors.As) that wraps one of the package's sentinels. When it runs, the
+// WWW-Authenticate header (RFC 6750 §3) is already set; it writes the status
+// and the body.
+type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+// MiddlewareConfig configures RequireToken.
+type MiddlewareConfig struct {
+	// Verifier checks the bearer token. Required: a *Verifier for Cognito
+	// tokens, or the proxy's own verifier.
+	Verifier TokenVerifier
+
+	// ResourceMetadataURL is the absolute URL of this resource's protected
+	// resource metadata (RFC 9728), sent as resource_metadata in every
+	// challenge so MCP clients find the authorization server. Optional but
+	// needed by MCP clients.
+	ResourceMetadataURL string
+
+	// Scopes are required of every token (403 insufficient_scope otherwise)
+	// and advertised in challenges as scope="…". Optional.
+	Scopes []string
+
+	// ErrorHandler writes refusals. Default: DefaultErrorHandler.
+	ErrorHandler ErrorHandler
+
+	// Logger receives one line per decision: refusals at Info, admissions
+	// at Debug, never a token. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// middleware is a RequireToken instance: the config with its challenge
+// header parameters rendered once.
+type middleware struct {
+	verifier     TokenVerifier
+	scopes       []string
+	metadataURL  string
+	scopeParam   string // space-separated Scopes
+	errorHandler ErrorHandler
+	logger       *slog.Logger
+}
+
+// RequireToken returns middleware that authenticates every request with its
+// Authorization: Bearer token (RFC 6750 §2.1; the scheme is matched without
+// regard to case, and tokens in the query or the body are never read) and
+// puts the verified Claims in the request context. CORS preflight requests
+// (OPTIONS with Access-Control-Request-Method) pass through untouched.
+//
+// Refusals: no token, 401 with a challenge carrying resource_metadata and
+// scope but no error (RFC 6750 §3.1); a malformed Authorization header, 400
+// invalid_request; a bad token, 401 invalid_token; a missing scope, 403
+// insufficient_scope; signing keys or the store unreachable, 503 with
+// Retry-After. Bodies are {"error","error_description"} with fixed text.
+//
+// It panics if cfg.Verifier is nil, as http.Handle panics on a nil handler.
+func RequireToken(cfg MiddlewareConfig) func(http.Handler) http.Handler {
+	if cfg.Verifier == nil {
+		panic("cognitomcp: RequireToken: MiddlewareConfig.Verifier is nil")
+	}
+	m := &middleware{
+		verifier:     cfg.Verifier,
+		scopes:       cfg.Scopes,
+		metadataURL:  cfg.ResourceMetadataURL,
+		scopeParam:   strings.Join(cfg.Scopes, " "),
+		errorHandler: cfg.ErrorHandler,
+		logger:       cfg.Logger,
+	}
+	if m.errorHandler == nil {
+		m.errorHandler = DefaultErrorHandler
+	}
+	return m.wrap
+}
+
+func (m *middleware) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isPreflight(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		claims, err := m.authenticate(r)
+		if err != nil {
+			m.refuse(w, r, claims, err)
+			return
+		}
+		if l := m.log(); l.Enabled(r.Context(), slog.LevelDebug) {
+			l.LogAttrs(r.Context(), slog.LevelDebug, "cognitomcp: request admitted", decisionAttrs(claims, nil)...)
+		}
+		next.ServeHTTP(w, r.WithContext(&authCtx{Context: r.Context(), claims: claims, mw: m}))
+	})
+}
+
+func (m *middleware) authenticate(r *http.Request) (*Claims, error) {
+	raw, err := bearerToken(r)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := m.verifier.Verify(r.Context(), raw)
+	if err != nil {
+		return nil, err
+	}
+	if missing := missingScopes(claims.Scopes, m.scopes); len(missing) > 0 {
+		return claims, m.scopeError(missing)
+	}
+	return claims, nil
+}
+
+func (m *middleware) scopeError(missing []string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
+		Description: "the token lacks a required scope",
+		Err:         fmt.Errorf("%w: missing %s", ErrInsufficientScope, strings.Join(missing, " "))}
+}
+
+// refuse sets the challenge, logs the decision and calls the error handler.
+func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, claims *Claims, err error) {
+	e := asError(err)
+	m.log().LogAttrs(r.Context(), slog.LevelInfo, "cognitomcp: request refused", decisionAttrs(claims, e)...)
+	if h := m.challenge(e); h != "" {
+		w.Header().Set("WWW-Authenticate", h)
+	}
+	if e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	m.errorHandler(w, r, e)
+}
+
+// challenge renders the WWW-Authenticate value for e, or "" for none.
+func (m *middleware) challenge(e *Error) string {
+	var code, scope string
+	switch {
+	case e.Status == http.StatusForbidden && e.Code == CodeInsufficientScope:
+		code, scope = e.Code, m.scopeFor(e)
+	case e.Status == http.StatusUnauthorized && errors.Is(e.Err, ErrNoToken):
+		scope = m.scopeParam
+	case e.Status == http.StatusUnauthorized, e.Status == http.StatusBadRequest:
+		code, scope = e.Code, m.scopeParam
+	default:
+		return "" // 403 for groups: re-authorizing cannot help, so no challenge
+	}
+	var b strings.Builder
+	b.WriteString("Bearer")
+	sep := " "
+	param := func(name, value string) {
+		if value == "" {
+			return
+		}
+		b.WriteString(sep + name + `="` + quoteEscape(value) + `"`)
+		sep = ", "
+	}
+	param("error", code)
+	if code != "" {
+		param("error_description", e.Description)
+	}
+	param("resource_metadata", m.metadataURL)
+	param("scope", scope)
+	return b.String()
+}
+
+// scopeFor is the scope a client needs for step-up: the configured scopes
+// plus any the error names as missing (MCP 2025-11-25 "recommended approach").
+func (m *middleware) scopeFor(e *Error) string {
+	var se *scopeNeed
+	if errors.As(e.Err, &se) {
+		return se.scope
+	}
+	return m.scopeParam
+}
+
+// scopeNeed carries, inside an insufficient_scope error, the full scope a
+// client should ask for.
+type scopeNeed struct{ scope string }
+
+func (s *scopeNeed) Error() string { return "cognitomcp: needs scope " + s.scope }
+
+func quoteEscape(s string) string {
+	if !strings.ContainsAny(s, `"\`) {
+		return s
+	}
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+}
+
+// decisionAttrs are the log attributes of a decision: who, which clients,
+// and why (the cause, which never contains a token).
+func decisionAttrs(c *Claims, e *Error) []slog.Attr {
+	attrs := make([]slog.Attr, 0, 6)
+	if c != nil {
+		attrs = append(attrs, slog.String("sub", c.Subject), slog.String("username", c.Username),
+			slog.String("app_client", c.ClientID))
+		if c.MCPClient != nil {
+			attrs = append(attrs, slog.String("mcp_client", c.MCPClient.ID))
+		}
+	}
+	if e != nil {
+		attrs = append(attrs, slog.Int("status", e.Status), slog.String("error", e.Code),
+			slog.String("reason", e.Error()))
+	}
+	return attrs
+}
+
+// DefaultErrorHandler writes err's status and a JSON body
+// {"error": code, "error_description": description}. The description is the
+// fixed text of the *Error, never its cause.
+func DefaultErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	e := asError(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{e.Code, e.Description})
+}
+
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// bearerToken returns the token of the request's one Authorization header
+// (RFC 6750 §2.1). No header, or another scheme, is ErrNoToken; two headers
+// or a token that is not a b64token is ErrInvalidRequest.
+func bearerToken(r *http.Request) (string, error) {
+	vals := r.Header["Authorization"]
+	switch {
+	case len(vals) == 0:
+		return "", ErrNoToken
+	case len(vals) > 1:
+		return "", invalidRequest("more than one Authorization header")
+	}
+	scheme, token, _ := strings.Cut(vals[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", ErrNoToken
+	}
+	token = strings.TrimLeft(token, " ")
+	if token == "" || !isB64Token(token) {
+		return "", invalidRequest("malformed bearer token")
+	}
+	return token, nil
+}
+
+func invalidRequest(description string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: description, Err: ErrInvalidRequest}
+}
+
+// isB64Token reports whether s matches RFC 6750's b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+			break
+		}
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// RequireGroups returns middleware that admits a request only when its
+// claims hold at least one of groups (403 access_denied otherwise, with no
+// challenge: signing in again cannot help). It must run inside RequireToken
+// (or after NewContext); without claims it answers 401, so a forgotten
+// RequireToken never opens the door.
+func RequireGroups(groups ...string) func(http.Handler) http.Handler {
+	return requireClaims(func(c *Claims) error {
+		if c.InGroup(groups...) {
+			return nil
+		}
+		return groupError(groups)
+	})
+}
+
+// RequireAllGroups is RequireGroups requiring every one of groups.
+func RequireAllGroups(groups ...string) func(http.Handler) http.Handler {
+	return requireClaims(func(c *Claims) error {
+		if c.InAllGroups(groups...) {
+			return nil
+		}
+		return groupError(groups)
+	})
+}
+
+func groupError(groups []string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: CodeAccessDenied,
+		Description: "insufficient group membership",
+		Err:         fmt.Errorf("%w: needs %s", ErrInsufficientGroups, strings.Join(groups, ", "))}
+}
+
+// RequireScopes returns middleware that admits a request only when its
+// token carries every one of scopes. Otherwise it answers 403 with
+// WWW-Authenticate: Bearer error="insufficient_scope", scope="…" listing the
+// scopes the client should request to step up: those it holds that are still
+// needed plus the missing ones. Without claims it answers 401.
+func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
+	return requireClaims(func(c *Claims) error {
+		missing := missingScopes(c.Scopes, scopes)
+		if len(missing) == 0 {
+			return nil
+		}
+		return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
+			Description: "the token lacks a required scope",
+			Err:         fmt.Errorf("%w: %w", ErrInsufficientScope, &scopeNeed{scope: strings.Join(scopes, " ")})}
+	})
+}
+
+// requireClaims builds an authorization middleware from a check of the
+// claims that RequireToken left in the context.
+func requireClaims(check func(*Claims) error) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if isPreflight(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			st := authFromContext(r.Context())
+			m := bareMiddleware
+			if st != nil && st.mw != nil {
+				m = st.mw
+			}
+			if st == nil || st.claims == nil {
+				m.refuse(w, r, nil, ErrNoToken)
+				return
+			}
+			if err := check(st.claims); err != nil {
+				m.refuse(w, r, st.claims, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// bareMiddleware answers for authorization middleware that runs without
+// RequireToken in front of it.
+var bareMiddleware = &middleware{errorHandler: DefaultErrorHandler}
+
+// log returns the configured logger, or the default one at the time of use.
+func (m *middleware) log() *slog.Logger {
+	if m.logger != nil {
+		return m.logger
+	}
+	return slog.Default()
+}
+
+var _ context.Context = (*authCtx)(nil)

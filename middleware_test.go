@@ -1,0 +1,222 @@
+package cognitomcp_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cognitomcp/cognitomcp"
+	"github.com/cognitomcp/cognitomcp/cognitotest"
+)
+
+const testPRM = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+
+// echoClaims answers 200 with the user's name, or "anonymous".
+var echoClaims = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c, ok := cognitomcp.ClaimsFromContext(r.Context())
+	if !ok {
+		_, _ = w.Write([]byte("anonymous"))
+		return
+	}
+	_, _ = w.Write([]byte(c.Username))
+})
+
+func TestRequireToken(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mw := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{
+		Verifier: f.access, ResourceMetadataURL: testPRM, Scopes: []string{"openid"}, Logger: logger,
+	})
+	h := mw(echoClaims)
+	alice := f.accessToken(nil)
+	expired := f.accessToken(func(o *cognitotest.TokenOptions) { o.IssuedAt = f.clock.Now().Add(-2 * time.Hour) })
+	noScope := f.accessToken(func(o *cognitotest.TokenOptions) { o.Scopes = []string{"email"} })
+	idToken := f.pool.MintIDToken(cognitotest.TokenOptions{Username: "alice", ClientID: f.client.ID})
+	challenge := `Bearer resource_metadata="` + testPRM + `", scope="openid"`
+
+	tests := []struct {
+		name       string
+		method     string
+		target     string
+		headers    map[string][]string
+		body       string
+		wantStatus int
+		wantAuth   string // exact WWW-Authenticate; "-" for absent
+		wantBody   string // exact body for 200, error code otherwise
+	}{
+		{name: "valid token", headers: bearer(alice), wantStatus: 200, wantAuth: "-", wantBody: "alice"},
+		{name: "scheme in lower case", headers: map[string][]string{"Authorization": {"bearer " + alice}}, wantStatus: 200, wantAuth: "-", wantBody: "alice"},
+		{name: "scheme in upper case", headers: map[string][]string{"Authorization": {"BEARER " + alice}}, wantStatus: 200, wantAuth: "-", wantBody: "alice"},
+		{name: "no token", wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
+		{name: "another scheme", headers: map[string][]string{"Authorization": {"Basic dXNlcjpwYXNz"}}, wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
+		{name: "token in the query is ignored", target: "/mcp?access_token=" + alice, wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
+		{name: "token in a form is ignored", method: http.MethodPost, body: "access_token=" + alice,
+			headers: map[string][]string{"Content-Type": {"application/x-www-form-urlencoded"}}, wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
+		{name: "two Authorization headers", headers: map[string][]string{"Authorization": {"Bearer " + alice, "Bearer " + alice}},
+			wantStatus: 400, wantAuth: `Bearer error="invalid_request", error_description="more than one Authorization header", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_request"},
+		{name: "bearer without token", headers: map[string][]string{"Authorization": {"Bearer "}}, wantStatus: 400,
+			wantAuth: `Bearer error="invalid_request", error_description="malformed bearer token", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_request"},
+		{name: "token with a space inside", headers: map[string][]string{"Authorization": {"Bearer ab cd"}}, wantStatus: 400,
+			wantAuth: `Bearer error="invalid_request", error_description="malformed bearer token", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_request"},
+		{name: "garbage token", headers: bearer("garbage"), wantStatus: 401,
+			wantAuth: `Bearer error="invalid_token", error_description="invalid token", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_token"},
+		{name: "expired token", headers: bearer(expired), wantStatus: 401,
+			wantAuth: `Bearer error="invalid_token", error_description="token expired", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_token"},
+		{name: "ID token", headers: bearer(idToken), wantStatus: 401,
+			wantAuth: `Bearer error="invalid_token", error_description="invalid token", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_token"},
+		{name: "missing required scope", headers: bearer(noScope), wantStatus: 403,
+			wantAuth: `Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "insufficient_scope"},
+		{name: "CORS preflight passes untouched", method: http.MethodOptions,
+			headers: map[string][]string{"Access-Control-Request-Method": {"POST"}, "Origin": {"http://localhost:6274"}}, wantStatus: 200, wantAuth: "-", wantBody: "anonymous"},
+		{name: "OPTIONS that is no preflight", method: http.MethodOptions, wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			method, target := tc.method, tc.target
+			if method == "" {
+				method = http.MethodGet
+			}
+			if target == "" {
+				target = "/mcp"
+			}
+			req := httptest.NewRequest(method, target, strings.NewReader(tc.body))
+			for k, vs := range tc.headers {
+				req.Header[k] = vs
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, tc.wantStatus, rec.Code)
+			if tc.wantAuth == "-" {
+				assert.Empty(t, rec.Header().Values("WWW-Authenticate"))
+			} else {
+				assert.Equal(t, []string{tc.wantAuth}, rec.Header().Values("WWW-Authenticate"))
+			}
+			if tc.wantStatus == 200 {
+				assert.Equal(t, tc.wantBody, rec.Body.String())
+				return
+			}
+			assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+			var body map[string]string
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+			assert.Equal(t, tc.wantBody, body["error"])
+			assert.NotEmpty(t, body["error_description"])
+			assert.Len(t, body, 2)
+		})
+	}
+	for _, tok := range []string{alice, expired, noScope, idToken} {
+		assert.NotContains(t, logs.String(), tok[strings.LastIndex(tok, ".")+1:], "a token signature reached the log")
+	}
+	assert.Contains(t, logs.String(), "request refused")
+	assert.Contains(t, logs.String(), "request admitted")
+}
+
+func bearer(tok string) map[string][]string {
+	return map[string][]string{"Authorization": {"Bearer " + tok}}
+}
+
+func TestRequireTokenKeySetUnavailable(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	f.pool.RotateKeys()
+	tok := f.accessToken(nil)
+	f.pool.InjectFault(cognitotest.EndpointJWKS, cognitotest.Fault{Status: 500})
+	f.clock.Advance(2 * time.Minute)
+	h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: f.access, ResourceMetadataURL: testPRM})(echoClaims)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/mcp", nil).WithContext(t.Context()))
+	// without a token: 401 even while the keys are down
+	assert.Equal(t, 401, rec.Code)
+	rec = httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	h.ServeHTTP(rec, req)
+	assert.Equal(t, 503, rec.Code)
+	assert.Equal(t, "5", rec.Header().Get("Retry-After"))
+	assert.Empty(t, rec.Header().Get("WWW-Authenticate"))
+	assert.Contains(t, rec.Body.String(), `"temporarily_unavailable"`)
+}
+
+func TestRequireGroupsAndScopes(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	alice := f.accessToken(nil)
+	bob := f.accessToken(func(o *cognitotest.TokenOptions) { o.Username = "bob" })
+	tokenMW := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: f.access, ResourceMetadataURL: testPRM})
+	tests := []struct {
+		name       string
+		handler    http.Handler
+		token      string
+		wantStatus int
+		wantAuth   string
+		wantCode   string
+	}{
+		{"any group: member", tokenMW(cognitomcp.RequireGroups("nope", "admin")(echoClaims)), alice, 200, "", ""},
+		{"any group: not a member", tokenMW(cognitomcp.RequireGroups("admin")(echoClaims)), bob, 403, "", "access_denied"},
+		{"all groups: member of all", tokenMW(cognitomcp.RequireAllGroups("admin", "staff")(echoClaims)), alice, 200, "", ""},
+		{"all groups: member of some", tokenMW(cognitomcp.RequireAllGroups("admin", "root")(echoClaims)), alice, 403, "", "access_denied"},
+		{"groups without RequireToken", cognitomcp.RequireGroups("admin")(echoClaims), alice, 401, "Bearer", "invalid_token"},
+		{"scopes without RequireToken", cognitomcp.RequireScopes("openid")(echoClaims), alice, 401, "Bearer", "invalid_token"},
+		{"scopes held", tokenMW(cognitomcp.RequireScopes("openid", "email")(echoClaims)), alice, 200, "", ""},
+		{"scope missing: step-up challenge", tokenMW(cognitomcp.RequireScopes("openid", "mcp/admin")(echoClaims)), alice, 403,
+			`Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid mcp/admin"`, "insufficient_scope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+			rec := httptest.NewRecorder()
+			tc.handler.ServeHTTP(rec, req)
+			assert.Equal(t, tc.wantStatus, rec.Code)
+			assert.Equal(t, tc.wantAuth, rec.Header().Get("WWW-Authenticate"))
+			if tc.wantCode != "" {
+				var body map[string]string
+				require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+				assert.Equal(t, tc.wantCode, body["error"])
+				assert.NotContains(t, rec.Body.String(), "admin", "group names stay out of responses")
+			}
+		})
+	}
+}
+
+func TestRequireTokenErrorHandler(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	expired := f.accessToken(func(o *cognitotest.TokenOptions) { o.IssuedAt = f.clock.Now().Add(-2 * time.Hour) })
+	var got error
+	h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{
+		Verifier: f.access, ResourceMetadataURL: testPRM,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			got = err
+			w.WriteHeader(http.StatusTeapot)
+		},
+	})(echoClaims)
+	req := httptest.NewRequest(http.MethodGet, "/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+expired)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusTeapot, rec.Code)
+	assert.ErrorIs(t, got, cognitomcp.ErrTokenExpired)
+	assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`, "the challenge is set before the hook runs")
+}
+
+func TestRequireTokenPanicsWithoutVerifier(t *testing.T) {
+	assert.PanicsWithValue(t, "cognitomcp: RequireToken: MiddlewareConfig.Verifier is nil", func() {
+		cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{})
+	})
+}
+
+func TestNewContext(t *testing.T) {
+	c := &cognitomcp.Claims{Subject: "u1", Groups: []string{"admin"}}
+	ctx := cognitomcp.NewContext(t.Context(), c)
+	got, ok := cognitomcp.ClaimsFromContext(ctx)
+	require.True(t, ok)
+	assert.Same(t, c, got)
+	_, ok = cognitomcp.ClaimsFromContext(t.Context())
+	assert.False(t, ok)
+}

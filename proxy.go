@@ -1,0 +1,665 @@
+package cognitomcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// ConsentMode says when the proxy shows its consent page, the defence
+// against a confused deputy: the proxy is one Cognito app client for every
+// MCP client, so without it any client could ride a user's Cognito session.
+type ConsentMode int
+
+const (
+	// ConsentAlways shows the consent page on every authorization. Default.
+	ConsentAlways ConsentMode = iota
+	// ConsentRemember skips the page for a client this browser approved
+	// before (a signed cookie, honoured only on same-origin navigations as
+	// Sec-Fetch-Site tells).
+	ConsentRemember
+	// ConsentOff never shows it. Any registered client can then obtain a
+	// token for a user who has a Cognito session, with no click: use it only
+	// when every client is trusted.
+	ConsentOff
+)
+
+// ProxyConfig configures a Proxy. Every optional field documents its default.
+type ProxyConfig struct {
+	// UserPoolID is the Cognito user pool, e.g. "eu-west-1_AbCdEf123"; the
+	// region is everything before the first "_". Required unless IssuerURL
+	// is set.
+	UserPoolID string
+	// Region, when set, must match UserPoolID's region.
+	Region string
+	// IssuerURL overrides the pool's issuer: an emulator or a test pool.
+	IssuerURL string
+	// DomainURL is the hosted UI domain, e.g.
+	// "https://myapp.auth.eu-west-1.amazoncognito.com" or a custom domain.
+	// Default: the endpoints from the pool's discovery document.
+	DomainURL string
+	// ClientID is the Cognito app client the proxy signs users in with; its
+	// allowed callback URLs must contain BaseURL+CallbackPath. Required.
+	ClientID string
+	// ClientSecret is that app client's secret. Empty for a public client.
+	ClientSecret string
+	// ClientAuthMethod is how the proxy authenticates to Cognito's token
+	// endpoint: "client_secret_basic" (default) or "client_secret_post".
+	ClientAuthMethod string
+	// Scopes are what MCP clients may ask for; the proxy asks Cognito for
+	// the same and advertises them in metadata and challenges. Custom
+	// resource-server scopes ("mcp-api/tools") work too. Default
+	// {"openid", "email", "profile"}; "openid" is always requested upstream.
+	Scopes []string
+	// ForwardResource sends the MCP client's RFC 8707 resource to Cognito,
+	// which binds aud of its access token (managed login, Essentials or Plus
+	// tier only). Default false.
+	ForwardResource bool
+
+	// BaseURL is the public URL of this server, and the proxy's issuer:
+	// "https://mcp.example.com" or "https://example.com/tools". https, or
+	// http on loopback. Required.
+	BaseURL string
+	// MCPPath is the MCP endpoint's path under BaseURL. Default "/mcp".
+	// The protected resource is BaseURL+MCPPath, byte for byte.
+	MCPPath string
+	// CallbackPath is the Cognito callback under BaseURL. Default "/auth/callback".
+	CallbackPath string
+
+	// AllowedRedirectURIs are patterns that redirect URIs of registered
+	// clients may match besides the defaults (https URLs and http on
+	// loopback): "https://claude.ai/api/mcp/auth_callback",
+	// "cursor://anysphere.cursor-mcp/oauth/callback", "https://*.example.com/cb".
+	// A "*" matches within one host label or path segment.
+	AllowedRedirectURIs []string
+	// UpstreamClientRedirectURIs lets MCP clients that skip registration
+	// and present Cognito's own ClientID (claude.ai does) use exactly these
+	// redirect URIs. Default: none, and such requests are refused.
+	UpstreamClientRedirectURIs []string
+	// DisableClientIDMetadataDocuments turns off https client ids (CIMD,
+	// MCP 2025-11-25). Default false: on.
+	DisableClientIDMetadataDocuments bool
+	// InsecureAllowLoopbackMetadataDocuments lets CIMD fetch from loopback
+	// and http URLs. For tests only.
+	InsecureAllowLoopbackMetadataDocuments bool
+
+	// Consent is when the consent page shows. Default ConsentAlways.
+	Consent ConsentMode
+	// Keys sign tokens, encrypt the store and sign cookies. Required (a
+	// MasterSecret of 32 random bytes is enough).
+	Keys KeyConfig
+	// Store keeps all state. Default NewMemoryStore(), which is right for
+	// one replica only; use NewRedisStore for several.
+	Store Store
+	// InsecureAllowNonAtomicStore accepts a Store whose Take is not atomic
+	// (AtomicTake() false). Codes and refresh tokens are then single use only
+	// within one process.
+	InsecureAllowNonAtomicStore bool
+
+	// AccessTokenTTL is the lifetime of the proxy's access tokens. Default 1h.
+	AccessTokenTTL time.Duration
+	// RefreshTokenTTL is the lifetime of a sign-in (its refresh-token
+	// family). Default 30 days, Cognito's default; keep it at most Cognito's.
+	RefreshTokenTTL time.Duration
+	// RefreshGracePeriod is how long a used refresh token, presented again,
+	// gets the same answer (a retried or duplicated request) rather than
+	// revoking the family. Default 30s; at most 60s.
+	RefreshGracePeriod time.Duration
+	// ClientTTL is how long a registered client lives unused. Default 90 days.
+	ClientTTL time.Duration
+	// RevocationCheckInterval is how long a replica trusts a verified access
+	// token before it checks the store for revocation again: the bound on how
+	// long a revocation takes to reach every replica. Default 10s.
+	RevocationCheckInterval time.Duration
+
+	// AllowedOrigins are the browser origins allowed to call the MCP
+	// endpoint (DNS-rebinding defence: another Origin gets 403). Default:
+	// BaseURL's origin. "*" allows any.
+	AllowedOrigins []string
+	// RateLimits bound requests per client IP. Zero fields take defaults.
+	RateLimits RateLimits
+	// ClientIP returns the address rate limits count by. Default: the host
+	// of r.RemoteAddr. Behind a reverse proxy, return the address it reports.
+	ClientIP func(r *http.Request) string
+
+	// HTTPClient talks to Cognito and fetches client metadata documents.
+	// Default: a client with a 10 s timeout.
+	HTTPClient *http.Client
+	// Logger receives the proxy's logs; never a token or secret. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// RateLimits are per-client-IP limits, in requests per minute with a burst.
+type RateLimits struct {
+	Register  int // default 10 per minute
+	Authorize int // default 60 per minute
+	Token     int // default 120 per minute
+	// MaxTrackedIPs bounds the limiter's memory. Default 100,000.
+	MaxTrackedIPs int
+}
+
+// Proxy is an OAuth 2.1 authorization server for MCP clients in front of a
+// Cognito user pool. It is an http.Handler for all its routes; see Handler
+// for the protected MCP endpoint as well.
+type Proxy struct {
+	issuer       string // BaseURL, no trailing slash
+	basePath     string // BaseURL's path, no trailing slash
+	resource     string // BaseURL+MCPPath
+	mcpPath      string // path of the MCP endpoint as requests see it
+	prmURL       string
+	callbackURL  string
+	scopes       []string
+	consent      ConsentMode
+	secureCookie bool // BaseURL is https: __Host- cookies with Secure
+
+	upstream         oauth2.Config
+	upstreamRevoke   string
+	upstreamIssuer   string
+	forwardResource  bool
+	verifier         *Verifier // Cognito access tokens
+	idVerifier       *Verifier // Cognito ID tokens
+	upstreamClientID string
+	upstreamSecret   string
+	upstreamPost     bool
+	upstreamRedirect []string
+
+	keys       *keyRing
+	store      Store
+	localLocks [64]sync.Mutex
+
+	accessTTL, refreshTTL, grace, clientTTL, revocationCheck time.Duration
+	origins                                                  []string
+	redirectPatterns                                         []redirectPattern
+	cimd                                                     *cimdFetcher
+	limits                                                   limiters
+	clientIP                                                 func(*http.Request) string
+
+	tokens *tokenCache // verified proxy access tokens
+	mw     *middleware
+
+	routes     map[string]http.Handler
+	httpClient *http.Client
+	logger     *slog.Logger
+	now        func() time.Time
+}
+
+// NewProxy validates cfg, discovers the pool's endpoints and keys, and
+// returns a ready Proxy. Every error names the field at fault.
+func NewProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
+	p := &Proxy{logger: cfg.Logger, now: cfg.Now, httpClient: cfg.HTTPClient, consent: cfg.Consent}
+	if p.logger == nil {
+		p.logger = slog.Default()
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.httpClient == nil {
+		p.httpClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	steps := []func(context.Context, *ProxyConfig) error{
+		p.configureURLs, p.configureLifetimes, p.configureStore, p.configureKeys,
+		p.configureUpstream, p.configureClients,
+	}
+	for _, step := range steps {
+		if err := step(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	p.tokens = newTokenCache(10_000)
+	p.mw = &middleware{verifier: TokenVerifierFunc(p.verifyAccessToken), metadataURL: p.prmURL,
+		scopeParam: strings.Join(p.scopes, " "), errorHandler: DefaultErrorHandler, logger: cfg.Logger}
+	p.routes = p.buildRoutes()
+	return p, nil
+}
+
+func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || base.Host == "" || base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+		return fmt.Errorf("cognitomcp: ProxyConfig.BaseURL: %q is not an absolute URL without userinfo, query or fragment", cfg.BaseURL)
+	}
+	switch {
+	case base.Scheme == "https":
+		p.secureCookie = true
+	case base.Scheme == "http" && isLoopbackHost(base.Hostname()):
+	default:
+		return fmt.Errorf("cognitomcp: ProxyConfig.BaseURL: %q must be https (http only on loopback)", cfg.BaseURL)
+	}
+	p.issuer = strings.TrimSuffix(cfg.BaseURL, "/")
+	p.basePath = strings.TrimSuffix(base.EscapedPath(), "/")
+	mcpPath := orDefault(cfg.MCPPath, "/mcp")
+	callback := orDefault(cfg.CallbackPath, "/auth/callback")
+	for field, v := range map[string]string{"MCPPath": mcpPath, "CallbackPath": callback} {
+		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, "?#") || strings.Contains(v, "..") {
+			return fmt.Errorf("cognitomcp: ProxyConfig.%s: %q must be an absolute path without query, fragment or dot segments", field, v)
+		}
+	}
+	p.resource = p.issuer + mcpPath
+	p.mcpPath = p.basePath + mcpPath
+	p.prmURL = base.Scheme + "://" + base.Host + "/.well-known/oauth-protected-resource" + p.mcpPath
+	p.callbackURL = p.issuer + callback
+	p.scopes = cfg.Scopes
+	if len(p.scopes) == 0 {
+		p.scopes = []string{"openid", "email", "profile"}
+	}
+	for _, s := range p.scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") {
+			return fmt.Errorf("cognitomcp: ProxyConfig.Scopes: %q is not a valid scope", s)
+		}
+	}
+	p.origins = cfg.AllowedOrigins
+	if len(p.origins) == 0 {
+		p.origins = []string{base.Scheme + "://" + base.Host}
+	}
+	if cfg.Consent < ConsentAlways || cfg.Consent > ConsentOff {
+		return fmt.Errorf("cognitomcp: ProxyConfig.Consent: unknown mode %d", cfg.Consent)
+	}
+	return nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func (p *Proxy) configureLifetimes(_ context.Context, cfg *ProxyConfig) error {
+	set := func(dst *time.Duration, v, def, lo, hi time.Duration, field string) error {
+		if v == 0 {
+			v = def
+		}
+		if v < lo || v > hi {
+			return fmt.Errorf("cognitomcp: ProxyConfig.%s: %v is outside [%v, %v]", field, v, lo, hi)
+		}
+		*dst = v
+		return nil
+	}
+	return errors.Join(
+		set(&p.accessTTL, cfg.AccessTokenTTL, time.Hour, time.Minute, 24*time.Hour, "AccessTokenTTL"),
+		set(&p.refreshTTL, cfg.RefreshTokenTTL, 30*24*time.Hour, time.Hour, 10*365*24*time.Hour, "RefreshTokenTTL"),
+		set(&p.grace, cfg.RefreshGracePeriod, 30*time.Second, time.Second, time.Minute, "RefreshGracePeriod"),
+		set(&p.clientTTL, cfg.ClientTTL, 90*24*time.Hour, time.Hour, 10*365*24*time.Hour, "ClientTTL"),
+		set(&p.revocationCheck, cfg.RevocationCheckInterval, 10*time.Second, time.Second, 5*time.Minute, "RevocationCheckInterval"),
+	)
+}
+
+func (p *Proxy) configureStore(_ context.Context, cfg *ProxyConfig) error {
+	p.store = cfg.Store
+	if p.store == nil {
+		p.store = NewMemoryStore()
+	}
+	if a, ok := p.store.(interface{ AtomicTake() bool }); ok && !a.AtomicTake() && !cfg.InsecureAllowNonAtomicStore {
+		return errors.New("cognitomcp: ProxyConfig.Store: its Take is not atomic, so codes and refresh tokens could be redeemed twice across replicas; use NewRedisStore or NewMemoryStore, or set InsecureAllowNonAtomicStore")
+	}
+	return nil
+}
+
+func (p *Proxy) configureKeys(_ context.Context, cfg *ProxyConfig) error {
+	ring, err := newKeyRing(cfg.Keys)
+	if err != nil {
+		return fmt.Errorf("cognitomcp: ProxyConfig.Keys: %w", err)
+	}
+	p.keys = ring
+	return nil
+}
+
+// configureUpstream discovers the pool and sets up the Cognito app client.
+func (p *Proxy) configureUpstream(ctx context.Context, cfg *ProxyConfig) error {
+	if cfg.ClientID == "" {
+		return errors.New("cognitomcp: ProxyConfig.ClientID: the Cognito app client id is required")
+	}
+	switch cfg.ClientAuthMethod {
+	case "", "client_secret_basic":
+	case "client_secret_post":
+		p.upstreamPost = true
+	default:
+		return fmt.Errorf("cognitomcp: ProxyConfig.ClientAuthMethod: %q is neither client_secret_basic nor client_secret_post", cfg.ClientAuthMethod)
+	}
+	v, doc, err := newVerifierWithDiscovery(ctx, VerifierConfig{
+		UserPoolID: cfg.UserPoolID, Region: cfg.Region, IssuerURL: cfg.IssuerURL,
+		ClientIDs: []string{cfg.ClientID}, HTTPClient: p.httpClient, Now: p.now, ClockSkew: 30 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	p.verifier, p.idVerifier = v, v.withTokenUse(IDToken, -1)
+	p.upstreamIssuer = doc.Issuer
+	endpoints := oauth2.Endpoint{AuthURL: doc.AuthorizationEndpoint, TokenURL: doc.TokenEndpoint}
+	p.upstreamRevoke = doc.RevocationEndpoint
+	if cfg.DomainURL != "" {
+		if err := checkIssuerURL(cfg.DomainURL, false); err != nil {
+			return fmt.Errorf("cognitomcp: ProxyConfig.DomainURL: %w", err)
+		}
+		d := strings.TrimSuffix(cfg.DomainURL, "/")
+		endpoints = oauth2.Endpoint{AuthURL: d + "/oauth2/authorize", TokenURL: d + "/oauth2/token"}
+		p.upstreamRevoke = d + "/oauth2/revoke"
+	}
+	if endpoints.AuthURL == "" || endpoints.TokenURL == "" {
+		return errors.New("cognitomcp: ProxyConfig.DomainURL: the pool's discovery names no authorization or token endpoint; set DomainURL")
+	}
+	endpoints.AuthStyle = oauth2.AuthStyleInHeader
+	if p.upstreamPost {
+		endpoints.AuthStyle = oauth2.AuthStyleInParams
+	}
+	upstreamScopes := slices.Clone(p.scopes)
+	if !slices.Contains(upstreamScopes, "openid") {
+		upstreamScopes = append([]string{"openid"}, upstreamScopes...)
+	}
+	p.upstream = oauth2.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Endpoint: endpoints,
+		RedirectURL: p.callbackURL, Scopes: upstreamScopes}
+	p.upstreamClientID, p.upstreamSecret = cfg.ClientID, cfg.ClientSecret
+	p.forwardResource = cfg.ForwardResource
+	return nil
+}
+
+// configureClients sets up registration: redirect patterns, CIMD, rate limits.
+func (p *Proxy) configureClients(_ context.Context, cfg *ProxyConfig) error {
+	patterns, err := compileRedirectPatterns(cfg.AllowedRedirectURIs)
+	if err != nil {
+		return fmt.Errorf("cognitomcp: ProxyConfig.AllowedRedirectURIs: %w", err)
+	}
+	p.redirectPatterns = patterns
+	for _, u := range cfg.UpstreamClientRedirectURIs {
+		if err := validateRedirectURI(u, patterns); err != nil {
+			return fmt.Errorf("cognitomcp: ProxyConfig.UpstreamClientRedirectURIs: %w", err)
+		}
+	}
+	p.upstreamRedirect = cfg.UpstreamClientRedirectURIs
+	if !cfg.DisableClientIDMetadataDocuments {
+		p.cimd = newCIMDFetcher(p.httpClient, cfg.InsecureAllowLoopbackMetadataDocuments, p.now)
+	}
+	p.limits = newLimiters(cfg.RateLimits, p.now)
+	p.clientIP = cfg.ClientIP
+	if p.clientIP == nil {
+		p.clientIP = remoteHost
+	}
+	return nil
+}
+
+// Issuer returns the proxy's issuer identifier: BaseURL.
+func (p *Proxy) Issuer() string { return p.issuer }
+
+// Resource returns the protected resource: BaseURL+MCPPath.
+func (p *Proxy) Resource() string { return p.resource }
+
+// ResourceMetadataURL returns the URL of the protected resource metadata.
+func (p *Proxy) ResourceMetadataURL() string { return p.prmURL }
+
+// buildRoutes maps every path the proxy answers to its handler.
+func (p *Proxy) buildRoutes() map[string]http.Handler {
+	prm := p.corsGET(http.HandlerFunc(p.handleProtectedResourceMetadata))
+	asm := p.corsGET(http.HandlerFunc(p.handleAuthServerMetadata))
+	routes := map[string]http.Handler{
+		"/.well-known/oauth-protected-resource" + p.mcpPath:    prm,
+		"/.well-known/oauth-authorization-server" + p.basePath: asm,
+		"/.well-known/openid-configuration" + p.basePath:       asm,
+		p.basePath + "/.well-known/openid-configuration":       asm,
+		p.basePath + "/.well-known/oauth-authorization-server": asm,
+		p.basePath + "/jwks":      p.corsGET(http.HandlerFunc(p.handleJWKS)),
+		p.basePath + "/register":  p.corsPOST(http.HandlerFunc(p.handleRegister)),
+		p.basePath + "/authorize": http.HandlerFunc(p.handleAuthorize),
+		p.basePath + "/consent":   http.HandlerFunc(p.handleConsent),
+		strings.TrimPrefix(p.callbackURL, originOf(p.callbackURL)): http.HandlerFunc(p.handleCallback),
+		p.basePath + "/token":  p.corsPOST(http.HandlerFunc(p.handleToken)),
+		p.basePath + "/revoke": p.corsPOST(http.HandlerFunc(p.handleRevoke)),
+	}
+	// One MCP endpoint per host: the root PRM describes it too (MCP 2025-11-25).
+	if _, taken := routes["/.well-known/oauth-protected-resource"]; !taken {
+		routes["/.well-known/oauth-protected-resource"] = prm
+	}
+	return routes
+}
+
+func originOf(u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return parsed.Scheme + "://" + parsed.Host
+}
+
+// ServeHTTP serves the proxy's routes: the metadata documents, /register,
+// /authorize, /consent, the Cognito callback, /token, /revoke and /jwks,
+// under BaseURL's path, and the well-known documents at the host root.
+// Other paths get 404 (JSON under /.well-known/, never a 5xx, so MCP
+// clients' discovery falls through).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := p.routes[r.URL.Path]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/.well-known/") {
+		writeOAuthError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Description: "no such metadata document"})
+		return
+	}
+	http.NotFound(w, r)
+}
+
+// Handler returns a handler serving the proxy's routes and, at MCPPath, mcp
+// protected by RequireToken: Origin checked first (403 for a foreign one),
+// then the token. Mount it at the root of the host.
+func (p *Proxy) Handler(mcp http.Handler) http.Handler {
+	protected := p.CheckOrigin(p.RequireToken()(mcp))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == p.mcpPath {
+			protected.ServeHTTP(w, r)
+			return
+		}
+		p.ServeHTTP(w, r)
+	})
+}
+
+// RequireToken returns middleware that admits requests bearing a valid
+// access token of this proxy for this resource, and puts the Claims (the
+// Cognito user and the MCP client) in the context. It refuses as the
+// package-level RequireToken does, with this server's resource_metadata.
+func (p *Proxy) RequireToken() func(http.Handler) http.Handler {
+	return p.mw.wrap
+}
+
+// CheckOrigin returns middleware that answers 403 to a request whose Origin
+// header is present and not allowed (MCP transports: DNS-rebinding defence),
+// before authentication, and adds the CORS headers browser-based MCP clients
+// need to allowed origins.
+func (p *Proxy) CheckOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !slices.Contains(p.origins, "*") && !slices.Contains(p.origins, origin) {
+			p.logger.Info("cognitomcp: foreign Origin refused", "origin", truncate(origin, 100))
+			writeOAuthError(w, &Error{Status: http.StatusForbidden, Code: CodeAccessDenied, Description: "origin not allowed"})
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id")
+		if isPreflight(r) {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Mcp-Protocol-Version, Mcp-Session-Id, Last-Event-ID")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// corsGET allows cross-origin GETs of public documents from any origin (MCP
+// clients in browsers send MCP-Protocol-Version), and refuses other methods.
+func (p *Proxy) corsGET(next http.Handler) http.Handler {
+	return cors(next, http.MethodGet, "MCP-Protocol-Version")
+}
+
+// corsPOST is corsGET for the JSON and form endpoints.
+func (p *Proxy) corsPOST(next http.Handler) http.Handler {
+	return cors(next, http.MethodPost, "Authorization, Content-Type, MCP-Protocol-Version")
+}
+
+func cors(next http.Handler, method, headers string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", method+", OPTIONS")
+			h.Set("Access-Control-Allow-Headers", headers)
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			h.Set("Allow", method+", OPTIONS")
+			writeOAuthError(w, &Error{Status: http.StatusMethodNotAllowed, Code: CodeInvalidRequest, Description: "method not allowed"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// handleProtectedResourceMetadata serves RFC 9728 metadata.
+func (p *Proxy) handleProtectedResourceMetadata(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"resource":                 p.resource,
+		"authorization_servers":    []string{p.issuer},
+		"scopes_supported":         p.scopes,
+		"bearer_methods_supported": []string{"header"},
+		"resource_name":            "MCP server",
+	})
+}
+
+// handleAuthServerMetadata serves RFC 8414 metadata (also as the OpenID
+// configuration alias MCP 2025-11-25 clients probe).
+func (p *Proxy) handleAuthServerMetadata(w http.ResponseWriter, r *http.Request) {
+	doc := map[string]any{
+		"issuer":                                         p.issuer,
+		"authorization_endpoint":                         p.issuer + "/authorize",
+		"token_endpoint":                                 p.issuer + "/token",
+		"registration_endpoint":                          p.issuer + "/register",
+		"revocation_endpoint":                            p.issuer + "/revoke",
+		"jwks_uri":                                       p.issuer + "/jwks",
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"none"},
+		"revocation_endpoint_auth_methods_supported":     []string{"none"},
+		"scopes_supported":                               p.scopes,
+		"subject_types_supported":                        []string{"public"},
+		"id_token_signing_alg_values_supported":          []string{"RS256"},
+		"authorization_response_iss_parameter_supported": true,
+		"client_id_metadata_document_supported":          p.cimd != nil,
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// handleJWKS publishes the public keys of ES256 signing keys (empty for HS256).
+func (p *Proxy) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(p.keys.signer.PublicJWKS())
+}
+
+// writeJSON writes v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeOAuthError writes an RFC 6749 §5.2 error body. Only the fixed
+// description reaches the client; the cause stays in logs.
+func writeOAuthError(w http.ResponseWriter, e *Error) {
+	w.Header().Set("Cache-Control", "no-store")
+	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "5")
+	}
+	body := map[string]string{"error": e.Code}
+	if e.Description != "" {
+		body["error_description"] = e.Description
+	}
+	writeJSON(w, e.Status, body)
+}
+
+// oauthError builds an *Error for an OAuth endpoint.
+func oauthError(status int, code, description string, cause error) *Error {
+	return &Error{Status: status, Code: code, Description: description, Err: cause}
+}
+
+// logRefusal logs why an OAuth endpoint refused a request: the code, the
+// description and the cause, which never hold a token.
+func (p *Proxy) logRefusal(r *http.Request, e *Error, attrs ...any) {
+	level := slog.LevelInfo
+	if e.Status >= 500 {
+		level = slog.LevelError
+	}
+	args := append([]any{"endpoint", r.URL.Path, "status", e.Status, "error", e.Code}, attrs...)
+	if e.Err != nil {
+		args = append(args, "reason", e.Err.Error())
+	}
+	p.logger.Log(r.Context(), level, "cognitomcp: request refused", args...)
+}
+
+// maxFormBytes bounds request bodies of the form and JSON endpoints.
+const maxFormBytes = 64 << 10
+
+// parseForm reads an application/x-www-form-urlencoded POST body (never the
+// query) with a size limit, and refuses repeated parameters (RFC 6749 §3.1).
+func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		return nil, oauthError(http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed", nil)
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, _ := strings.Cut(ct, ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "the body must be application/x-www-form-urlencoded", nil)
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "malformed or oversized form body", err)
+	}
+	if err := singleValued(r.PostForm); err != nil {
+		return nil, err
+	}
+	return r.PostForm, nil
+}
+
+// singleValued refuses a parameter sent more than once.
+func singleValued(v url.Values) *Error {
+	for k, vs := range v {
+		if len(vs) > 1 {
+			return oauthError(http.StatusBadRequest, CodeInvalidRequest, "parameter "+truncate(k, 40)+" repeated", nil)
+		}
+	}
+	return nil
+}
+
+// remoteHost is the default ClientIP: the host of r.RemoteAddr.
+func remoteHost(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}

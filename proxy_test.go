@@ -1,0 +1,528 @@
+package cognitomcp_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cognitomcp/cognitomcp"
+	"github.com/cognitomcp/cognitomcp/cognitotest"
+)
+
+const loopbackRedirect = "http://127.0.0.1:8976/callback"
+
+// TestProxyFullFlow drives one sign-in end to end: register → authorize →
+// consent → Cognito login form → callback → token → MCP call with claims →
+// refresh → revoke → refused.
+func TestProxyFullFlow(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	f.pool.SetAutoLogin("") // through the login form this time
+	c := f.register(loopbackRedirect)
+
+	// 1. The MCP endpoint challenges.
+	resp, _ := f.mcp("")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Equal(t, `Bearer resource_metadata="`+f.proxy.ResourceMetadataURL()+`", scope="openid email profile"`, resp.Header.Get("WWW-Authenticate"))
+
+	// 2. Authorize → consent page.
+	resp, body := c.get(c.authorizeURL(nil))
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	consent := location(t, resp)
+	form, page := c.consentForm(consent.String())
+	assert.Contains(t, page, "Test Client")
+	assert.Contains(t, page, "127.0.0.1:8976")
+	form.Set("action", "approve")
+	resp, body = c.postForm(f.srv.URL+"/consent", form)
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	cognito := location(t, resp)
+	assert.Equal(t, f.pool.DomainURL+"/oauth2/authorize", cognito.Scheme+"://"+cognito.Host+cognito.Path)
+	assert.Equal(t, "S256", cognito.Query().Get("code_challenge_method"))
+	assert.Equal(t, f.app.ID, cognito.Query().Get("client_id"))
+
+	// 3. Cognito's login form.
+	resp, _ = c.get(cognito.String())
+	require.Equal(t, http.StatusFound, resp.StatusCode)
+	loginURL := location(t, resp)
+	resp, page = c.get(loginURL.String())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	login := url.Values{}
+	for _, m := range hiddenField.FindAllStringSubmatch(page, -1) {
+		login.Set(m[1], htmlUnescape(m[2]))
+	}
+	login.Set("username", "alice")
+	login.Set("password", "alice-pw-1")
+	resp, body = c.postForm(f.pool.DomainURL+"/login", login)
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	callback := location(t, resp)
+
+	// 4. The callback sends the client its code, state and iss.
+	resp, body = c.get(callback.String())
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	back := location(t, resp)
+	assert.Equal(t, "127.0.0.1:8976", back.Host)
+	assert.Equal(t, "client-state", back.Query().Get("state"))
+	assert.Equal(t, f.proxy.Issuer(), back.Query().Get("iss"))
+
+	// 5. Token.
+	status, tok := c.token(url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")},
+		"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}, "resource": {f.proxy.Resource()}})
+	require.Equal(t, http.StatusOK, status, tok)
+	assert.Equal(t, "Bearer", tok["token_type"])
+	assert.Equal(t, "openid email", tok["scope"])
+	assert.InDelta(t, 3600, tok["expires_in"], 1)
+	access, refresh := tok["access_token"].(string), tok["refresh_token"].(string)
+
+	// 6. The MCP call sees both identities.
+	resp, claims := f.mcp(access)
+	require.Equal(t, http.StatusOK, resp.StatusCode, claims)
+	assert.Equal(t, "alice", claims["username"])
+	assert.Equal(t, []any{"admin", "staff"}, claims["groups"])
+	assert.Equal(t, []any{"openid", "email"}, claims["scopes"])
+	assert.Equal(t, c.id, claims["mcp_client"])
+	assert.Equal(t, "Test Client", claims["mcp_client_name"])
+	assert.Equal(t, "alice@example.com", claims["email"])
+	assert.Equal(t, "acme", claims["tenant"], "ID-token attributes reach Decode")
+	assert.Equal(t, f.app.ID, claims["app_client"])
+
+	// 7. Refresh rotates.
+	status, tok = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+	require.Equal(t, http.StatusOK, status, tok)
+	access2, refresh2 := tok["access_token"].(string), tok["refresh_token"].(string)
+	assert.NotEqual(t, refresh, refresh2)
+	resp, _ = f.mcp(access2)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// 8. Revoke the refresh token: the family dies, Cognito's too.
+	resp, err := http.PostForm(f.srv.URL+"/revoke", url.Values{"client_id": {c.id}, "token": {refresh2}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 1, f.pool.RevokedRefreshTokens())
+	status, tok = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh2}})
+	assert.Equal(t, http.StatusUnauthorized, status)
+	assert.Equal(t, "invalid_grant", tok["error"])
+
+	// 9. Access tokens of the family are refused once the revocation bound passes.
+	f.clock.Advance(11 * time.Second)
+	resp, _ = f.mcp(access2)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
+}
+
+func TestProxyCodeReplay(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	q := c.signIn(nil)
+	access, _ := c.redeem(q.Get("code"))
+	status, out := c.token(url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+		"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}})
+	assert.Equal(t, http.StatusUnauthorized, status)
+	assert.Equal(t, "invalid_grant", out["error"])
+	// The replay revoked what the code issued.
+	f.clock.Advance(11 * time.Second)
+	resp, _ := f.mcp(access)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+func TestProxyCodeRedeemedOnceUnderConcurrency(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	code := c.signIn(nil).Get("code")
+	var wins, losses atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {c.id},
+				"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}}
+			resp, err := http.PostForm(f.srv.URL+"/token", form)
+			if !assert.NoError(t, err) {
+				return
+			}
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+				wins.Add(1)
+			case http.StatusUnauthorized:
+				losses.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int32(1), wins.Load())
+	assert.Equal(t, int32(49), losses.Load())
+}
+
+func TestProxyTokenEndpointRules(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	other := f.register(loopbackRedirect)
+	tests := []struct {
+		name       string
+		client     *oauthClient
+		edit       func(url.Values)
+		wantStatus int
+		wantError  string
+	}{
+		{"wrong PKCE verifier", c, func(v url.Values) { v.Set("code_verifier", strings.Repeat("w", 43)) }, 401, "invalid_grant"},
+		{"missing PKCE verifier", c, func(v url.Values) { v.Del("code_verifier") }, 400, "invalid_request"},
+		{"verifier too short", c, func(v url.Values) { v.Set("code_verifier", "short") }, 400, "invalid_request"},
+		{"verifier too long", c, func(v url.Values) { v.Set("code_verifier", strings.Repeat("v", 129)) }, 400, "invalid_request"},
+		{"another redirect_uri", c, func(v url.Values) { v.Set("redirect_uri", "http://127.0.0.1:8976/other") }, 401, "invalid_grant"},
+		{"another client", other, nil, 401, "invalid_grant"},
+		{"unknown client", c, func(v url.Values) { v.Set("client_id", "nobody") }, 401, "invalid_client"},
+		{"resource mismatch", c, func(v url.Values) { v.Set("resource", "https://elsewhere.example/mcp") }, 400, "invalid_target"},
+		{"unsupported grant", c, func(v url.Values) { v.Set("grant_type", "password") }, 400, "unsupported_grant_type"},
+		{"client_credentials", c, func(v url.Values) { v.Set("grant_type", "client_credentials") }, 400, "unsupported_grant_type"},
+		{"expired code", c, nil, 401, "invalid_grant"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code := c.signIn(nil).Get("code")
+			form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {tc.client.id},
+				"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}}
+			if tc.edit != nil {
+				tc.edit(form)
+			}
+			if tc.name == "expired code" {
+				f.clock.Advance(6 * time.Minute)
+				defer f.clock.Advance(-6 * time.Minute)
+			}
+			status, out := tc.client.token(form)
+			assert.Equal(t, tc.wantStatus, status, out)
+			assert.Equal(t, tc.wantError, out["error"])
+			assert.NotContains(t, out, "access_token")
+		})
+	}
+}
+
+func TestProxyAuthorizeRules(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	tests := []struct {
+		name     string
+		edit     func(url.Values)
+		wantPage int    // status of an error page (no redirect); 0 when it redirects with an error
+		wantErr  string // error code on the redirect
+	}{
+		{"unknown client never redirects", func(v url.Values) { v.Set("client_id", "nobody") }, 400, ""},
+		{"redirect to another path", func(v url.Values) { v.Set("redirect_uri", "http://127.0.0.1:8976/evil") }, 400, ""},
+		{"redirect to another host", func(v url.Values) { v.Set("redirect_uri", "http://evil.example:8976/callback") }, 400, ""},
+		{"redirect with userinfo", func(v url.Values) { v.Set("redirect_uri", "http://user@127.0.0.1:8976/callback") }, 400, ""},
+		{"redirect with dot segments", func(v url.Values) { v.Set("redirect_uri", "http://127.0.0.1:8976/x/../callback") }, 400, ""},
+		{"javascript redirect", func(v url.Values) { v.Set("redirect_uri", "javascript:alert(1)") }, 400, ""},
+		{"PKCE missing", func(v url.Values) { v.Del("code_challenge") }, 0, "invalid_request"},
+		{"PKCE plain", func(v url.Values) { v.Set("code_challenge_method", "plain") }, 0, "invalid_request"},
+		{"PKCE method missing", func(v url.Values) { v.Del("code_challenge_method") }, 0, "invalid_request"},
+		{"response_type token", func(v url.Values) { v.Set("response_type", "token") }, 0, "unsupported_response_type"},
+		{"unknown scope", func(v url.Values) { v.Set("scope", "openid admin:all") }, 0, "invalid_scope"},
+		{"resource of another server", func(v url.Values) { v.Set("resource", "https://other.example/mcp") }, 0, "invalid_target"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := c.get(c.authorizeURL(tc.edit))
+			if tc.wantPage != 0 {
+				assert.Equal(t, tc.wantPage, resp.StatusCode)
+				assert.Empty(t, resp.Header.Get("Location"), "an untrusted redirect is never followed")
+				assert.Contains(t, resp.Header.Get("Content-Type"), "text/html")
+				assert.NotContains(t, body, "evil.example")
+				return
+			}
+			back := location(t, resp)
+			assert.Equal(t, "127.0.0.1:8976", back.Host)
+			assert.Equal(t, tc.wantErr, back.Query().Get("error"))
+			assert.Equal(t, "client-state", back.Query().Get("state"))
+			assert.Equal(t, f.proxy.Issuer(), back.Query().Get("iss"))
+		})
+	}
+	t.Run("loopback with another port accepted", func(t *testing.T) {
+		resp, body := c.get(c.authorizeURL(func(v url.Values) { v.Set("redirect_uri", "http://127.0.0.1:5555/callback") }))
+		require.Equal(t, http.StatusFound, resp.StatusCode, body)
+		assert.Contains(t, location(t, resp).Path, "/consent")
+	})
+}
+
+func TestProxyTokenForAnotherResourceRefused(t *testing.T) {
+	a := newProxyFixture(t, nil)
+	b := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.MCPPath = "/other" })
+	// b shares a's keys, so only the audience tells the tokens apart.
+	access, _ := a.register(loopbackRedirect).login()
+	resp, _ := a.mcp(access)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, _ = b.mcp(access)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
+}
+
+func TestProxyRefreshRotation(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	_, rt1 := c.login()
+	refresh := func(rt string) (int, map[string]any) {
+		return c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	}
+	status, first := refresh(rt1)
+	require.Equal(t, http.StatusOK, status, first)
+
+	t.Run("duplicate within the grace period gets the same answer", func(t *testing.T) {
+		f.clock.Advance(10 * time.Second)
+		status, again := refresh(rt1)
+		require.Equal(t, http.StatusOK, status, again)
+		assert.Equal(t, first["access_token"], again["access_token"])
+		assert.Equal(t, first["refresh_token"], again["refresh_token"])
+	})
+	t.Run("replay after the grace period revokes the family", func(t *testing.T) {
+		f.clock.Advance(time.Minute)
+		status, out := refresh(rt1)
+		assert.Equal(t, http.StatusUnauthorized, status)
+		assert.Equal(t, "invalid_grant", out["error"])
+		status, out = refresh(first["refresh_token"].(string))
+		assert.Equal(t, http.StatusUnauthorized, status, "the newest token of the family died too")
+		assert.Equal(t, "invalid_grant", out["error"])
+	})
+	t.Run("a refresh token of another client is refused", func(t *testing.T) {
+		_, rt := c.login()
+		other := f.register(loopbackRedirect)
+		status, out := other.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+		assert.Equal(t, http.StatusUnauthorized, status)
+		assert.Equal(t, "invalid_grant", out["error"])
+	})
+	t.Run("scope can only narrow", func(t *testing.T) {
+		_, rt := c.login()
+		status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"openid profile"}})
+		assert.Equal(t, http.StatusBadRequest, status)
+		assert.Equal(t, "invalid_scope", out["error"])
+		status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"openid"}})
+		require.Equal(t, http.StatusOK, status, out)
+		assert.Equal(t, "openid", out["scope"])
+	})
+}
+
+func TestProxyRefreshesCognito(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	_, rt := c.login()
+	before := f.pool.TokenGrants("refresh_token")
+
+	// Within Cognito's token life the proxy does not call Cognito.
+	status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	require.Equal(t, http.StatusOK, status, out)
+	assert.Equal(t, before, f.pool.TokenGrants("refresh_token"))
+
+	// Past it, a request refreshes Cognito transparently, once.
+	f.clock.Advance(61 * time.Minute)
+	resp, _ := f.mcp(out["access_token"].(string))
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the proxy token itself expired too")
+	status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {out["refresh_token"].(string)}})
+	require.Equal(t, http.StatusOK, status, out)
+	assert.Equal(t, before+1, f.pool.TokenGrants("refresh_token"))
+	resp, claims := f.mcp(out["access_token"].(string))
+	require.Equal(t, http.StatusOK, resp.StatusCode, claims)
+	assert.Equal(t, "alice", claims["username"])
+}
+
+func TestProxyAccessTokenRevocation(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	access, rt := c.login()
+	resp, _ := f.mcp(access)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	r, err := http.PostForm(f.srv.URL+"/revoke", url.Values{"client_id": {c.id}, "token": {access}, "token_type_hint": {"access_token"}})
+	require.NoError(t, err)
+	r.Body.Close()
+	assert.Equal(t, http.StatusOK, r.StatusCode)
+	resp, _ = f.mcp(access)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "refused at once on the replica that revoked")
+	// The refresh token still works: only that access token was revoked.
+	status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	assert.Equal(t, http.StatusOK, status, out)
+	// Unknown tokens get 200 (RFC 7009).
+	r, err = http.PostForm(f.srv.URL+"/revoke", url.Values{"client_id": {c.id}, "token": {"nonsense"}})
+	require.NoError(t, err)
+	r.Body.Close()
+	assert.Equal(t, http.StatusOK, r.StatusCode)
+}
+
+func TestProxyConsent(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	start := func() url.Values {
+		resp, body := c.get(c.authorizeURL(nil))
+		require.Equal(t, http.StatusFound, resp.StatusCode, body)
+		form, _ := c.consentForm(location(t, resp).String())
+		return form
+	}
+	t.Run("denied returns access_denied", func(t *testing.T) {
+		form := start()
+		form.Set("action", "deny")
+		resp, _ := c.postForm(f.srv.URL+"/consent", form)
+		back := location(t, resp)
+		assert.Equal(t, "access_denied", back.Query().Get("error"))
+		assert.Equal(t, "client-state", back.Query().Get("state"))
+	})
+	t.Run("CSRF token missing", func(t *testing.T) {
+		form := start()
+		form.Del("csrf")
+		form.Set("action", "approve")
+		resp, _ := c.postForm(f.srv.URL+"/consent", form)
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	})
+	t.Run("CSRF token forged", func(t *testing.T) {
+		form := start()
+		form.Set("csrf", strings.Repeat("A", 43))
+		form.Set("action", "approve")
+		resp, _ := c.postForm(f.srv.URL+"/consent", form)
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	})
+	t.Run("CSRF cookie missing", func(t *testing.T) {
+		form := start()
+		form.Set("action", "approve")
+		stranger := f.newClient(c.id, c.redirect)
+		resp, _ := stranger.postForm(f.srv.URL+"/consent", form)
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	})
+	t.Run("CSRF token replayed", func(t *testing.T) {
+		form := start()
+		form.Set("action", "approve")
+		resp, _ := c.postForm(f.srv.URL+"/consent", form)
+		require.Equal(t, http.StatusFound, resp.StatusCode)
+		resp, _ = c.postForm(f.srv.URL+"/consent", form)
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	})
+	t.Run("binding cookie missing at the callback", func(t *testing.T) {
+		form := start()
+		form.Set("action", "approve")
+		resp, _ := c.postForm(f.srv.URL+"/consent", form)
+		cognito := location(t, resp)
+		resp, _ = c.get(cognito.String())
+		callback := location(t, resp)
+		victim := f.newClient(c.id, c.redirect) // another browser
+		resp, body := victim.get(callback.String())
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		assert.Empty(t, resp.Header.Get("Location"))
+		assert.Contains(t, body, "another browser")
+	})
+	t.Run("page headers", func(t *testing.T) {
+		resp, _ := c.get(c.authorizeURL(nil))
+		page, _ := c.get(location(t, resp).String())
+		assert.Equal(t, "DENY", page.Header.Get("X-Frame-Options"))
+		assert.Contains(t, page.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
+		assert.Contains(t, page.Header.Get("Content-Security-Policy"), "default-src 'none'")
+	})
+}
+
+func TestProxyCognitoFailureAtCallback(t *testing.T) {
+	t.Run("Cognito error", func(t *testing.T) {
+		f := newProxyFixture(t, nil)
+		c := f.register(loopbackRedirect)
+		f.pool.InjectFault(cognitotest.EndpointToken, cognitotest.Fault{Status: 500})
+		q := c.signIn(nil)
+		assert.Equal(t, "server_error", q.Get("error"))
+		assert.Empty(t, q.Get("code"))
+		assert.Equal(t, "client-state", q.Get("state"))
+	})
+	t.Run("token that fails verification gives no code", func(t *testing.T) {
+		var pool *cognitotest.UserPool
+		f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+			// Cognito answers the exchange with an access token of another app client.
+			cfg.HTTPClient = &http.Client{Transport: swapTokenTransport{base: cfg.HTTPClient.Transport, mint: func() string {
+				return pool.MintAccessToken(cognitotest.TokenOptions{Username: "alice", ClientID: "another-app-client"})
+			}}}
+		})
+		pool = f.pool
+		c := f.register(loopbackRedirect)
+		q := c.signIn(nil)
+		assert.Equal(t, "server_error", q.Get("error"))
+		assert.Empty(t, q.Get("code"))
+		assert.Contains(t, f.logs.String(), "failed verification at the callback")
+	})
+}
+
+// swapTokenTransport replaces the access token in Cognito's token responses.
+type swapTokenTransport struct {
+	base http.RoundTripper
+	mint func() string
+}
+
+func (s swapTokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.base.RoundTrip(r)
+	if err != nil || !strings.HasSuffix(r.URL.Path, "/oauth2/token") || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	var body map[string]any
+	if err := jsonDecode(resp.Body, &body); err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	body["access_token"] = s.mint()
+	b, _ := json.Marshal(body)
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+func TestProxyMetadata(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	get := func(path string) (*http.Response, map[string]any) {
+		resp, err := http.Get(f.srv.URL + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = jsonDecode(resp.Body, &out)
+		return resp, out
+	}
+	resp, prm := get("/.well-known/oauth-protected-resource/mcp")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	assert.Equal(t, "*", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, f.srv.URL+"/mcp", prm["resource"], "C4: resource is BaseURL+MCPPath byte for byte")
+	assert.Equal(t, []any{f.srv.URL}, prm["authorization_servers"], "C5")
+	assert.Equal(t, []any{"openid", "email", "profile"}, prm["scopes_supported"], "C6")
+	assert.Equal(t, []any{"header"}, prm["bearer_methods_supported"])
+	_, root := get("/.well-known/oauth-protected-resource")
+	assert.Equal(t, prm["resource"], root["resource"], "C2: the root document describes the one endpoint")
+
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
+		resp, as := get(path)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		assert.Equal(t, f.srv.URL, as["issuer"], "F3")
+		assert.Equal(t, f.srv.URL+"/authorize", as["authorization_endpoint"])
+		assert.Equal(t, f.srv.URL+"/token", as["token_endpoint"])
+		assert.Equal(t, f.srv.URL+"/register", as["registration_endpoint"])
+		assert.Equal(t, f.srv.URL+"/revoke", as["revocation_endpoint"])
+		assert.Equal(t, []any{"code"}, as["response_types_supported"])
+		assert.Equal(t, []any{"S256"}, as["code_challenge_methods_supported"])
+		assert.Equal(t, []any{"authorization_code", "refresh_token"}, as["grant_types_supported"])
+		assert.Equal(t, []any{"none"}, as["token_endpoint_auth_methods_supported"])
+		assert.Equal(t, true, as["authorization_response_iss_parameter_supported"])
+		assert.Equal(t, true, as["client_id_metadata_document_supported"])
+		assert.Contains(t, as, "jwks_uri", "F5")
+		assert.Contains(t, as, "subject_types_supported", "F5")
+		assert.Contains(t, as, "id_token_signing_alg_values_supported", "F5")
+	}
+	resp, _ = get("/.well-known/nope")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "C3: unknown well-known paths are 404")
+	resp, _ = get("/.well-known/oauth-protected-resource/nope")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestProxyOriginCheck(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	req, _ := http.NewRequest(http.MethodPost, f.proxy.Resource(), strings.NewReader("{}"))
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "A2: a foreign Origin is refused before auth")
+	assert.Empty(t, resp.Header.Get("WWW-Authenticate"))
+}

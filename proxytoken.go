@@ -1,0 +1,137 @@
+package cognitomcp
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// proxyTokenSkew tolerates small clock differences between replicas.
+const proxyTokenSkew = 5 * time.Second
+
+// verifyAccessToken verifies an access token of this proxy and returns the
+// claims of the user and the MCP client behind it. A token verified before
+// on this replica is served from the cache for at most
+// RevocationCheckInterval (and never past its exp); then the store is asked
+// again whether it was revoked and whether its grant still lives.
+func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, error) {
+	now := p.now()
+	key := sha256.Sum256([]byte(raw))
+	if c, ok := p.tokens.get(key, now); ok {
+		return c, nil
+	}
+	var tc proxyClaims
+	if err := p.keys.signer.Verify(raw, &tc); err != nil {
+		return nil, tokenError(fmt.Errorf("%w: %w", ErrInvalidSignature, err), "invalid token")
+	}
+	if err := p.checkProxyClaims(&tc, now); err != nil {
+		return nil, err
+	}
+	g, err := p.liveGrant(ctx, &tc, now)
+	if err != nil {
+		return nil, err
+	}
+	c := &Claims{
+		Issuer: g.User.Issuer, Subject: g.User.Subject, Username: g.User.Username, ClientID: g.User.AppID,
+		TokenUse: AccessToken, Groups: g.User.Groups, Scopes: strings.Fields(tc.Scope), Email: g.User.Email,
+		Expiry: time.Unix(tc.Expiry, 0), IssuedAt: time.Unix(tc.IssuedAt, 0),
+		MCPClient: &ClientInfo{ID: g.ClientID, Name: g.ClientName}, raw: g.User.Raw,
+	}
+	until := earliest(c.Expiry.Add(proxyTokenSkew), now.Add(p.revocationCheck), g.Upstream.Expiry)
+	p.tokens.put(key, c, until, now)
+	return c, nil
+}
+
+// checkProxyClaims checks iss, the exact audience (RFC 8707: a token for
+// another resource is refused), exp and iat.
+func (p *Proxy) checkProxyClaims(tc *proxyClaims, now time.Time) error {
+	switch {
+	case tc.Issuer != p.issuer:
+		return tokenError(fmt.Errorf("%w: %.80q", ErrWrongIssuer, tc.Issuer), "invalid token")
+	case tc.Audience != p.resource:
+		return tokenError(fmt.Errorf("%w: %.80q", ErrWrongAudience, tc.Audience), "invalid token")
+	case tc.Expiry == 0 || tc.ID == "" || tc.GrantID == "":
+		return tokenError(fmt.Errorf("%w: missing exp, jti or gid", ErrMalformedToken), "invalid token")
+	case now.After(time.Unix(tc.Expiry, 0).Add(proxyTokenSkew)):
+		return tokenError(ErrTokenExpired, "token expired")
+	case time.Unix(tc.IssuedAt, 0).After(now.Add(proxyTokenSkew)):
+		return tokenError(ErrTokenNotYetValid, "token not yet valid")
+	}
+	return nil
+}
+
+// liveGrant checks the token was not revoked and loads its grant,
+// refreshing Cognito's tokens first when they have expired.
+func (p *Proxy) liveGrant(ctx context.Context, tc *proxyClaims, now time.Time) (*grantRecord, error) {
+	var revoked bool
+	switch err := p.get(ctx, storeKey(kindRevoked, tc.ID), &revoked); {
+	case err == nil:
+		return nil, tokenError(ErrTokenRevoked, "token revoked")
+	case !errors.Is(err, ErrNotFound):
+		return nil, err
+	}
+	var g grantRecord
+	switch err := p.get(ctx, storeKey(kindGrant, tc.GrantID), &g); {
+	case errors.Is(err, ErrNotFound):
+		return nil, tokenError(fmt.Errorf("%w: grant revoked or expired", ErrTokenRevoked), "token revoked")
+	case err != nil:
+		return nil, err
+	}
+	if g.ClientID != tc.ClientID || g.User.Subject != tc.Subject {
+		return nil, tokenError(fmt.Errorf("%w: token does not match its grant", ErrInvalidToken), "invalid token")
+	}
+	if now.Before(g.Upstream.Expiry.Add(-proxyTokenSkew)) {
+		return &g, nil
+	}
+	return p.refreshForRequest(ctx, tc.GrantID, now)
+}
+
+// refreshForRequest refreshes an expired Cognito token behind a request,
+// once per grant across replicas: whoever waited for the lock finds the
+// grant already refreshed.
+func (p *Proxy) refreshForRequest(ctx context.Context, gid string, now time.Time) (*grantRecord, error) {
+	var g grantRecord
+	var e *Error
+	err := p.withLock(ctx, "grant:"+gid, lockWait, func() error {
+		if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				e = tokenError(fmt.Errorf("%w: grant revoked", ErrTokenRevoked), "token revoked")
+				return nil
+			}
+			return err
+		}
+		if now.Before(g.Upstream.Expiry.Add(-proxyTokenSkew)) {
+			return nil
+		}
+		if e = p.refreshUpstreamIfDue(ctx, &g, now); e != nil {
+			return nil
+		}
+		return p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now))
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case e != nil && e.Code == CodeInvalidGrant:
+		return nil, tokenError(fmt.Errorf("%w: %w", ErrTokenRevoked, e.Err), "token revoked")
+	case e != nil && e.Status == http.StatusServiceUnavailable:
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, e.Err)
+	case e != nil:
+		return nil, e
+	}
+	return &g, nil
+}
+
+// earliest returns the earliest of ts.
+func earliest(ts ...time.Time) time.Time {
+	e := ts[0]
+	for _, t := range ts[1:] {
+		if t.Before(e) {
+			e = t
+		}
+	}
+	return e
+}

@@ -1,0 +1,439 @@
+package cognitomcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Bounds of client metadata, for registration and metadata documents alike.
+const (
+	maxRedirectURIs   = 20
+	maxClientNameLen  = 200 // characters
+	maxScopeLen       = 1024
+	maxClientIDLen    = 2048
+	clientTouchPeriod = 24 * time.Hour // how stale Touched may get before a lookup refreshes the TTL
+)
+
+// offlineAccess is dropped from requested scopes: mcp-remote and the
+// Inspector ask for it, and the proxy always issues refresh tokens.
+const offlineAccess = "offline_access"
+
+// handleRegister is RFC 7591 dynamic client registration, in its steps: rate
+// limit per client IP; a JSON object of at most 64 KiB; metadata checked
+// (unknown fields ignored, known ones bounded); every redirect URI by
+// validateRedirectURI; the client stored for ClientTTL; 201 with the
+// metadata echoed. Every client is public: the proxy never issues client
+// secrets, so token_endpoint_auth_method is always "none".
+func (p *Proxy) handleRegister(w http.ResponseWriter, r *http.Request) {
+	if !p.limits.register.allow(p.clientIP(r)) {
+		p.logRefusal(r, oauthError(http.StatusTooManyRequests, CodeSlowDown, "rate limited", nil), "client_ip", p.clientIP(r))
+		writeRateLimited(w, p.limits.register)
+		return
+	}
+	rec, e := p.readRegistration(w, r)
+	if e != nil {
+		p.logRefusal(r, e)
+		writeOAuthError(w, e)
+		return
+	}
+	if err := p.put(r.Context(), storeKey(kindClient, rec.ID), rec, p.clientTTL); err != nil {
+		e := oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "registration is temporarily unavailable; retry later", err)
+		p.logRefusal(r, e)
+		writeOAuthError(w, e)
+		return
+	}
+	p.logger.Info("cognitomcp: client registered", "client_id", rec.ID, "client_name", truncate(rec.Name, 100),
+		"redirect_hosts", redirectHosts(rec.RedirectURIs), "client_ip", p.clientIP(r))
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusCreated, registrationResponse{
+		ClientID:                rec.ID,
+		ClientIDIssuedAt:        rec.IssuedAt.Unix(),
+		RedirectURIs:            rec.RedirectURIs,
+		TokenEndpointAuthMethod: rec.TokenEndpointAuthMethod,
+		GrantTypes:              rec.GrantTypes,
+		ResponseTypes:           rec.ResponseTypes,
+		Scope:                   strings.Join(rec.Scopes, " "),
+		ClientName:              rec.Name,
+		ClientURI:               rec.ClientURI,
+		LogoURI:                 rec.LogoURI,
+		SoftwareID:              rec.SoftwareID,
+		SoftwareVersion:         rec.SoftwareVersion,
+		ApplicationType:         rec.ApplicationType,
+	})
+}
+
+// registrationResponse is the RFC 7591 §3.2.1 answer; no client_secret ever.
+type registrationResponse struct {
+	ClientID                string   `json:"client_id"`
+	ClientIDIssuedAt        int64    `json:"client_id_issued_at"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	GrantTypes              []string `json:"grant_types"`
+	ResponseTypes           []string `json:"response_types"`
+	Scope                   string   `json:"scope,omitempty"`
+	ClientName              string   `json:"client_name,omitempty"`
+	ClientURI               string   `json:"client_uri,omitempty"`
+	LogoURI                 string   `json:"logo_uri,omitempty"`
+	SoftwareID              string   `json:"software_id,omitempty"`
+	SoftwareVersion         string   `json:"software_version,omitempty"`
+	ApplicationType         string   `json:"application_type,omitempty"`
+}
+
+// readRegistration reads and checks the registration request.
+func (p *Proxy) readRegistration(w http.ResponseWriter, r *http.Request) (*clientRecord, *Error) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, "the body must be application/json", err)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, oauthError(http.StatusRequestEntityTooLarge, CodeInvalidClientMeta, "the body is larger than 64 KiB", err)
+		}
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, "the body could not be read", err)
+	}
+	md, err := decodeClientMetadata(body)
+	if err != nil {
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, err.Error(), nil)
+	}
+	return p.newRegistration(md)
+}
+
+// newRegistration checks md against the proxy's policy and builds the client.
+func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
+	bad := func(err error) *Error {
+		code := CodeInvalidClientMeta
+		if errors.Is(err, errRedirectURI) {
+			code = CodeInvalidRedirectURI
+		}
+		return oauthError(http.StatusBadRequest, code, err.Error(), nil)
+	}
+	if err := md.checkCommon(); err != nil {
+		return nil, bad(err)
+	}
+	for i, u := range md.RedirectURIs {
+		if err := validateRedirectURI(u, p.redirectPatterns); err != nil {
+			return nil, bad(fmt.Errorf("redirect_uris[%d]: %w", i, err))
+		}
+	}
+	switch md.AuthMethod {
+	case "", "none", "client_secret_post", "client_secret_basic":
+		// Registered as a public client whatever was asked: the answer says "none".
+	default:
+		return nil, bad(fmt.Errorf("token_endpoint_auth_method %q is not supported; use none", truncate(md.AuthMethod, 40)))
+	}
+	if err := checkHTTPSURL(md.ClientURI); err != nil {
+		return nil, bad(fmt.Errorf("client_uri %w", err))
+	}
+	if err := checkHTTPSURL(md.LogoURI); err != nil {
+		return nil, bad(fmt.Errorf("logo_uri %w", err))
+	}
+	if err := checkText(md.SoftwareID, 200); err != nil {
+		return nil, bad(fmt.Errorf("software_id %w", err))
+	}
+	if err := checkText(md.SoftwareVersion, 200); err != nil {
+		return nil, bad(fmt.Errorf("software_version %w", err))
+	}
+	scopes, err := p.registrationScopes(md.Scope)
+	if err != nil {
+		return nil, bad(err)
+	}
+	rec := md.record(randomToken(16), p.now())
+	rec.Scopes = scopes
+	return rec, nil
+}
+
+// registrationScopes checks a requested scope: every token must be one of
+// the proxy's scopes, except offline_access, which is dropped. Empty (or
+// offline_access alone) means every scope of the proxy.
+func (p *Proxy) registrationScopes(scope string) ([]string, error) {
+	var out []string
+	for s := range strings.FieldsSeq(scope) {
+		switch {
+		case slices.Contains(out, s):
+		case slices.Contains(p.scopes, s):
+			out = append(out, s)
+		case s == offlineAccess:
+		default:
+			return nil, fmt.Errorf("scope %q is not supported; supported: %s", truncate(s, 60), strings.Join(p.scopes, " "))
+		}
+	}
+	if len(out) == 0 {
+		return slices.Clone(p.scopes), nil
+	}
+	return out, nil
+}
+
+// redirectHosts are the distinct hosts (or schemes, for host-less custom
+// schemes) of uris, for logs.
+func redirectHosts(uris []string) []string {
+	var hosts []string
+	for _, raw := range uris {
+		u, err := parseStrictURI(raw, false)
+		if err != nil {
+			continue
+		}
+		h := u.hostRaw
+		if h == "" {
+			h = u.scheme + ":"
+		}
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// clientMetadata is RFC 7591 client metadata as sent: by a registration
+// request or in a client ID metadata document.
+type clientMetadata struct {
+	ClientID        string
+	RedirectURIs    []string
+	AuthMethod      string
+	GrantTypes      []string
+	ResponseTypes   []string
+	Scope           string
+	ClientName      string
+	ClientURI       string
+	LogoURI         string
+	SoftwareID      string
+	SoftwareVersion string
+	ApplicationType string
+}
+
+// decodeClientMetadata decodes a JSON object, matching member names exactly
+// (encoding/json alone would match them case-insensitively). Unknown members
+// are ignored; a known member of the wrong type is an error; null is absent.
+func decodeClientMetadata(body []byte) (*clientMetadata, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		return nil, errors.New("the body is not a JSON object")
+	}
+	md := &clientMetadata{}
+	strs := map[string]*string{
+		"client_id": &md.ClientID, "token_endpoint_auth_method": &md.AuthMethod, "scope": &md.Scope,
+		"client_name": &md.ClientName, "client_uri": &md.ClientURI, "logo_uri": &md.LogoURI,
+		"software_id": &md.SoftwareID, "software_version": &md.SoftwareVersion, "application_type": &md.ApplicationType,
+	}
+	for name, dst := range strs {
+		if v, ok := m[name]; ok && string(v) != "null" {
+			if json.Unmarshal(v, dst) != nil {
+				return nil, fmt.Errorf("%s must be a string", name)
+			}
+		}
+	}
+	lists := map[string]*[]string{
+		"redirect_uris": &md.RedirectURIs, "grant_types": &md.GrantTypes, "response_types": &md.ResponseTypes,
+	}
+	for name, dst := range lists {
+		if v, ok := m[name]; ok && string(v) != "null" {
+			if json.Unmarshal(v, dst) != nil {
+				return nil, fmt.Errorf("%s must be an array of strings", name)
+			}
+		}
+	}
+	return md, nil
+}
+
+// checkCommon applies the rules registration and metadata documents share,
+// and fills in defaults: grant_types authorization_code and refresh_token,
+// response_types code, application_type native.
+func (md *clientMetadata) checkCommon() error {
+	switch n := len(md.RedirectURIs); {
+	case n == 0:
+		return errors.New("redirect_uris is required")
+	case n > maxRedirectURIs:
+		return fmt.Errorf("redirect_uris has %d entries; at most %d are allowed", n, maxRedirectURIs)
+	}
+	for i, u := range md.RedirectURIs {
+		if len(u) > maxRedirectURILen {
+			return fmt.Errorf("%w: redirect_uris[%d] is longer than %d bytes", errRedirectURI, i, maxRedirectURILen)
+		}
+	}
+	var err error
+	if md.GrantTypes, err = checkSet("grant_types", md.GrantTypes,
+		[]string{"authorization_code", "refresh_token"}, "authorization_code"); err != nil {
+		return err
+	}
+	if md.ResponseTypes, err = checkSet("response_types", md.ResponseTypes, []string{"code"}, "code"); err != nil {
+		return err
+	}
+	if err := checkText(md.ClientName, maxClientNameLen); err != nil {
+		return fmt.Errorf("client_name %w", err)
+	}
+	if len(md.Scope) > maxScopeLen {
+		return fmt.Errorf("scope is longer than %d bytes", maxScopeLen)
+	}
+	switch md.ApplicationType {
+	case "":
+		md.ApplicationType = "native"
+	case "native", "web":
+	default:
+		return fmt.Errorf("application_type %q is neither native nor web", truncate(md.ApplicationType, 40))
+	}
+	return nil
+}
+
+// checkSet checks that values ⊆ allowed and hold required; absent means
+// all of allowed. Duplicates are dropped.
+func checkSet(field string, values, allowed []string, required string) ([]string, error) {
+	if values == nil {
+		return slices.Clone(allowed), nil
+	}
+	var out []string
+	for _, v := range values {
+		if !slices.Contains(allowed, v) {
+			return nil, fmt.Errorf("%s: %q is not supported; supported: %s", field, truncate(v, 40), strings.Join(allowed, " "))
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	if !slices.Contains(out, required) {
+		return nil, fmt.Errorf("%s must include %s", field, required)
+	}
+	return out, nil
+}
+
+// record builds the stored client from checked metadata.
+func (md *clientMetadata) record(id string, now time.Time) *clientRecord {
+	return &clientRecord{
+		ID:                      id,
+		Name:                    md.ClientName,
+		RedirectURIs:            md.RedirectURIs,
+		Scopes:                  strings.Fields(md.Scope),
+		GrantTypes:              md.GrantTypes,
+		ResponseTypes:           md.ResponseTypes,
+		TokenEndpointAuthMethod: "none",
+		ApplicationType:         md.ApplicationType,
+		ClientURI:               md.ClientURI,
+		LogoURI:                 md.LogoURI,
+		SoftwareID:              md.SoftwareID,
+		SoftwareVersion:         md.SoftwareVersion,
+		IssuedAt:                now.UTC().Truncate(time.Second),
+		Touched:                 now.UTC(),
+	}
+}
+
+// checkHTTPSURL accepts "" or a strict https URL (client_uri, logo_uri).
+func checkHTTPSURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := parseStrictURI(raw, false)
+	if err != nil {
+		return err
+	}
+	if u.scheme != "https" {
+		return errors.New("must be an https URL")
+	}
+	return nil
+}
+
+// checkText accepts at most maxRunes characters and no control, line
+// separator or bidirectional-override character (which could disguise a name
+// on the consent page).
+func checkText(s string, maxRunes int) error {
+	if utf8.RuneCountInString(s) > maxRunes {
+		return fmt.Errorf("is longer than %d characters", maxRunes)
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) || unicode.In(c, unicode.Zl, unicode.Zp) || isBidiControl(c) {
+			return errors.New("has a control or bidirectional-formatting character")
+		}
+	}
+	return nil
+}
+
+func isBidiControl(c rune) bool {
+	return c == 0x061c || c == 0x200e || c == 0x200f || 0x202a <= c && c <= 0x202e || 0x2066 <= c && c <= 0x2069
+}
+
+// lookupClient returns the MCP client called clientID, for /authorize,
+// /consent, /token and /revoke:
+//
+//  1. an https client_id, with CIMD on: the fetched metadata document, its
+//     redirect URIs filtered by the proxy's redirect policy and its scopes by
+//     the proxy's (error wrapping errInvalidClientMetadata);
+//  2. Cognito's own app client id, when UpstreamClientRedirectURIs is set: a
+//     synthesised client limited to those redirect URIs;
+//  3. a registered client from the store, whose TTL slides (re-stored for
+//     ClientTTL at most once a day).
+//
+// Unknown → ErrNotFound; store failure → an error wrapping ErrUnavailable.
+func (p *Proxy) lookupClient(ctx context.Context, clientID string) (*clientRecord, error) {
+	if clientID == "" || len(clientID) > maxClientIDLen {
+		return nil, ErrNotFound
+	}
+	if p.cimd != nil && (strings.HasPrefix(clientID, "https://") ||
+		p.cimd.allowLoopback && strings.HasPrefix(clientID, "http://")) {
+		return p.metadataClient(ctx, clientID)
+	}
+	if clientID == p.upstreamClientID {
+		if len(p.upstreamRedirect) == 0 {
+			return nil, ErrNotFound
+		}
+		return &clientRecord{ID: clientID, Name: "Cognito app client", RedirectURIs: slices.Clone(p.upstreamRedirect),
+			Scopes: slices.Clone(p.scopes), GrantTypes: []string{"authorization_code", "refresh_token"},
+			ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: "none"}, nil
+	}
+	key := storeKey(kindClient, clientID)
+	var rec clientRecord
+	if err := p.get(ctx, key, &rec); err != nil {
+		return nil, err
+	}
+	if rec.ID != clientID {
+		return nil, ErrNotFound
+	}
+	now := p.now()
+	touched := rec.Touched
+	if touched.IsZero() {
+		touched = rec.IssuedAt
+	}
+	if now.Sub(touched) > clientTouchPeriod {
+		rec.Touched = now.UTC()
+		if err := p.put(ctx, key, &rec, p.clientTTL); err != nil {
+			p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", clientID, "reason", err.Error())
+		}
+	}
+	return &rec, nil
+}
+
+// metadataClient is lookupClient for a CIMD client.
+func (p *Proxy) metadataClient(ctx context.Context, clientID string) (*clientRecord, error) {
+	rec, err := p.cimd.fetch(ctx, clientID)
+	if err != nil {
+		return nil, err
+	}
+	allowed := rec.RedirectURIs[:0]
+	for _, u := range rec.RedirectURIs {
+		if validateRedirectURI(u, p.redirectPatterns) == nil {
+			allowed = append(allowed, u)
+		}
+	}
+	if len(allowed) == 0 {
+		return nil, fmt.Errorf("%w: none of its redirect_uris is allowed here", errInvalidClientMetadata)
+	}
+	rec.RedirectURIs = allowed
+	var scopes []string
+	for _, s := range rec.Scopes {
+		if slices.Contains(p.scopes, s) && !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
+		}
+	}
+	if len(scopes) == 0 {
+		scopes = slices.Clone(p.scopes)
+	}
+	rec.Scopes = scopes
+	return rec, nil
+}

@@ -1,0 +1,126 @@
+package cognitomcp
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// handleRevoke is the revocation endpoint (RFC 7009). A refresh token
+// revokes its whole family (the grant) and Cognito's refresh token
+// upstream; an access token is revoked by its jti until it expires. An
+// unknown or malformed token gets 200, as the RFC says.
+func (p *Proxy) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !p.limits.token.allow(p.clientIP(r)) {
+		p.tokenError(w, r, oauthError(http.StatusTooManyRequests, CodeSlowDown, "too many requests", nil))
+		return
+	}
+	form, e := parseForm(w, r)
+	if e != nil {
+		p.tokenError(w, r, e)
+		return
+	}
+	client, e := p.authenticateClient(r, form)
+	if e != nil {
+		p.tokenError(w, r, e)
+		return
+	}
+	token := form.Get("token")
+	if token == "" {
+		p.tokenError(w, r, oauthError(http.StatusBadRequest, CodeInvalidRequest, "token is required", nil))
+		return
+	}
+	var err error
+	if form.Get("token_type_hint") == "access_token" || strings.Count(token, ".") != 2 || !p.revokeRefreshToken(r.Context(), client, token, &err) {
+		p.revokeAccessToken(r.Context(), client, token, &err)
+	}
+	if err != nil {
+		p.tokenError(w, r, asError(err), "mcp_client", client.ID)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// revokeRefreshToken revokes the family of a refresh token of client. It
+// reports whether token was a refresh token it recognised.
+func (p *Proxy) revokeRefreshToken(ctx context.Context, client *clientRecord, token string, errp *error) bool {
+	gid, gen, mac, ok := parseRefreshToken(token)
+	if !ok {
+		return false
+	}
+	var g grantRecord
+	if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			*errp = err
+		}
+		return true // already gone
+	}
+	if !hmac.Equal(mac, refreshMAC(&g, gen)) || g.ClientID != client.ID {
+		return true // not this client's token: nothing to do, and nothing to tell
+	}
+	p.revokeGrant(ctx, &g, "revoked by the client")
+	return true
+}
+
+// revokeAccessToken marks a proxy access token of client revoked until it
+// expires. This replica forgets it at once; others within
+// RevocationCheckInterval.
+func (p *Proxy) revokeAccessToken(ctx context.Context, client *clientRecord, token string, errp *error) {
+	var c proxyClaims
+	if p.keys.signer.Verify(token, &c) != nil || c.Issuer != p.issuer || c.ClientID != client.ID || c.ID == "" {
+		return
+	}
+	ttl := time.Unix(c.Expiry, 0).Sub(p.now())
+	if ttl <= 0 {
+		return
+	}
+	if err := p.put(ctx, storeKey(kindRevoked, c.ID), true, ttl+time.Minute); err != nil {
+		*errp = err
+		return
+	}
+	p.tokens.delete(sha256.Sum256([]byte(token)))
+	p.logger.Info("cognitomcp: access token revoked", "mcp_client", client.ID, "sub", c.Subject)
+}
+
+// revokeUpstream revokes a Cognito refresh token at the pool's revocation
+// endpoint, authenticated as the proxy's app client.
+func (p *Proxy) revokeUpstream(ctx context.Context, refreshToken string) error {
+	if p.upstreamRevoke == "" {
+		return errors.New("the pool names no revocation endpoint")
+	}
+	form := url.Values{"token": {refreshToken}}
+	if p.upstreamPost || p.upstreamSecret == "" {
+		form.Set("client_id", p.upstreamClientID)
+		if p.upstreamSecret != "" {
+			form.Set("client_secret", p.upstreamSecret)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.upstreamRevoke, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if !p.upstreamPost && p.upstreamSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(p.upstreamClientID), url.QueryEscape(p.upstreamSecret))
+	}
+	resp, err := p.httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cognito revocation endpoint unreachable: %w", errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("cognito revocation endpoint: status %d", resp.StatusCode)
+	}
+	return nil
+}

@@ -1,0 +1,387 @@
+package cognitomcp
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+const (
+	// upstreamMargin: Cognito's access token is refreshed when it has less
+	// than this left.
+	upstreamMargin = 5 * time.Minute
+	// lockWait bounds how long a request waits for another replica's
+	// refresh of the same grant.
+	lockWait = 10 * time.Second
+	// usedCodeTTL is how long a redeemed code is remembered, so a replay
+	// revokes what it issued (RFC 6749 §4.1.2).
+	usedCodeTTL = 10 * time.Minute
+)
+
+// tokenResponse is a successful token response (RFC 6749 §5.1).
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+	Scope        string `json:"scope"`
+}
+
+// proxyClaims are the claims of the proxy's access tokens.
+type proxyClaims struct {
+	Issuer   string `json:"iss"`
+	Audience string `json:"aud"`
+	Subject  string `json:"sub"`
+	ClientID string `json:"client_id"`
+	Scope    string `json:"scope,omitempty"`
+	ID       string `json:"jti"`
+	IssuedAt int64  `json:"iat"`
+	Expiry   int64  `json:"exp"`
+	GrantID  string `json:"gid"`
+}
+
+// handleToken is the token endpoint: authorization_code and refresh_token
+// grants for public clients. invalid_grant and invalid_client are 401 (MCP);
+// other errors 400; a store or Cognito outage 503.
+func (p *Proxy) handleToken(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	if !p.limits.token.allow(p.clientIP(r)) {
+		p.tokenError(w, r, oauthError(http.StatusTooManyRequests, CodeSlowDown, "too many token requests", nil))
+		return
+	}
+	form, e := parseForm(w, r)
+	if e != nil {
+		p.tokenError(w, r, e)
+		return
+	}
+	client, e := p.authenticateClient(r, form)
+	if e != nil {
+		p.tokenError(w, r, e)
+		return
+	}
+	var resp *tokenResponse
+	switch form.Get("grant_type") {
+	case "authorization_code":
+		resp, e = p.redeemCode(r.Context(), client, form)
+	case "refresh_token":
+		resp, e = p.refresh(r.Context(), client, form)
+	case "":
+		e = oauthError(http.StatusBadRequest, CodeInvalidRequest, "grant_type is required", nil)
+	default:
+		e = oauthError(http.StatusBadRequest, CodeUnsupportedGrantType, "only authorization_code and refresh_token are supported", nil)
+	}
+	if e != nil {
+		p.tokenError(w, r, e, "mcp_client", client.ID)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (p *Proxy) tokenError(w http.ResponseWriter, r *http.Request, e *Error, attrs ...any) {
+	p.logRefusal(r, e, attrs...)
+	writeOAuthError(w, e)
+}
+
+// authenticateClient identifies the (public) client: client_id in the body,
+// or as the user of HTTP Basic; both must agree when both are sent.
+func (p *Proxy) authenticateClient(r *http.Request, form url.Values) (*clientRecord, *Error) {
+	id := form.Get("client_id")
+	if user, _, ok := r.BasicAuth(); ok {
+		basicID, err := url.QueryUnescape(user)
+		if err != nil || (id != "" && id != basicID) {
+			return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "client_id differs between the body and the Authorization header", nil)
+		}
+		id = basicID
+	}
+	if id == "" {
+		return nil, oauthError(http.StatusUnauthorized, CodeInvalidClient, "client_id is required", nil)
+	}
+	c, err := p.lookupClient(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return nil, asError(err)
+	case err != nil:
+		return nil, oauthError(http.StatusUnauthorized, CodeInvalidClient, "unknown client; register again", err)
+	}
+	return c, nil
+}
+
+var errBadGrant = oauthError(http.StatusUnauthorized, CodeInvalidGrant, "the grant is invalid, expired or revoked", nil)
+
+// badGrant is errBadGrant with a cause for the log.
+func badGrant(format string, args ...any) *Error {
+	e := *errBadGrant
+	e.Err = fmt.Errorf(format, args...)
+	return &e
+}
+
+// redeemCode is the authorization_code grant (RFC 6749 §4.1.3, RFC 7636
+// §4.6, RFC 8707 §2.2). The code is taken atomically: of concurrent
+// redemptions, one wins. A replayed code revokes what it issued.
+func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.Values) (*tokenResponse, *Error) {
+	code, verifier := form.Get("code"), form.Get("code_verifier")
+	switch {
+	case code == "" || len(code) > 128:
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code is required", nil)
+	case verifier == "":
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code_verifier is required (PKCE)", nil)
+	case len(verifier) < 43 || len(verifier) > 128 || !isUnreserved(verifier, true):
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code_verifier must be 43 to 128 unreserved characters", nil)
+	}
+	var rec codeRecord
+	err := p.take(ctx, storeKey(kindCode, code), &rec)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		p.revokeReplayedCode(ctx, code)
+		return nil, badGrant("code unknown, expired or already used")
+	case err != nil:
+		return nil, asError(err)
+	}
+	if e := p.checkCode(&rec, client, form, verifier); e != nil {
+		return nil, e
+	}
+	var g grantRecord
+	if err := p.get(ctx, storeKey(kindGrant, rec.GrantID), &g); err != nil {
+		return nil, grantLoadError(err)
+	}
+	now := p.now()
+	g.Generation, g.RotatedAt, g.RotatedScopes = 1, now, rec.Scopes
+	if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
+		return nil, asError(err)
+	}
+	if err := p.put(ctx, storeKey(kindUsed, code), g.ID, usedCodeTTL); err != nil {
+		p.logger.Warn("cognitomcp: could not remember a redeemed code", "reason", err.Error())
+	}
+	return p.tokensFor(&g, g.Generation, now, rec.Scopes)
+}
+
+// checkCode checks a taken code against the request: client, expiry,
+// redirect_uri, PKCE S256, resource.
+func (p *Proxy) checkCode(rec *codeRecord, client *clientRecord, form url.Values, verifier string) *Error {
+	redirect := form.Get("redirect_uri")
+	switch {
+	case rec.ClientID != client.ID:
+		return badGrant("code issued to another client")
+	case !p.now().Before(rec.ExpiresAt):
+		return badGrant("code expired")
+	case rec.RedirectURIGiven && redirect != rec.RedirectURI, !rec.RedirectURIGiven && redirect != "" && redirect != rec.RedirectURI:
+		return badGrant("redirect_uri differs from the authorization request's")
+	case subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(rec.CodeChallenge)) != 1:
+		return badGrant("code_verifier does not match the code_challenge")
+	}
+	if _, e := p.checkResource(form.Get("resource"), rec.Resource); e != nil {
+		return e
+	}
+	return nil
+}
+
+// s256 is BASE64URL(SHA256(verifier)) (RFC 7636 §4.2).
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// revokeReplayedCode revokes the grant a code issued, when the code was
+// redeemed before.
+func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) {
+	var gid string
+	if p.get(ctx, storeKey(kindUsed, code), &gid) != nil {
+		return
+	}
+	var g grantRecord
+	if p.get(ctx, storeKey(kindGrant, gid), &g) == nil {
+		p.revokeGrant(ctx, &g, "authorization code replayed")
+	}
+}
+
+func grantLoadError(err error) *Error {
+	if errors.Is(err, ErrNotFound) {
+		return badGrant("grant revoked or expired")
+	}
+	return asError(err)
+}
+
+// refresh is the refresh_token grant with rotation (OAuth 2.1 §4.3.1, RFC
+// 9700 §4.14.2). It runs under the grant's lock, shared by all replicas:
+// the token of the current generation rotates; the previous one, presented
+// again within the grace period, gets the same answer; any other old one
+// revokes the family.
+func (p *Proxy) refresh(ctx context.Context, client *clientRecord, form url.Values) (*tokenResponse, *Error) {
+	gid, gen, mac, ok := parseRefreshToken(form.Get("refresh_token"))
+	if !ok {
+		return nil, badGrant("malformed refresh token")
+	}
+	var resp *tokenResponse
+	var e *Error
+	err := p.withLock(ctx, "grant:"+gid, lockWait, func() error {
+		resp, e = p.refreshLocked(ctx, client, form, gid, gen, mac)
+		return nil
+	})
+	if err != nil {
+		return nil, asError(err)
+	}
+	return resp, e
+}
+
+func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form url.Values, gid string, gen int, mac []byte) (*tokenResponse, *Error) {
+	var g grantRecord
+	if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
+		return nil, grantLoadError(err)
+	}
+	now := p.now()
+	switch {
+	case !hmac.Equal(mac, refreshMAC(&g, gen)):
+		return nil, badGrant("refresh token signature")
+	case g.ClientID != client.ID:
+		return nil, badGrant("refresh token of another client")
+	case !now.Before(g.ExpiresAt):
+		return nil, badGrant("refresh token expired")
+	case gen == g.Generation-1 && now.Sub(g.RotatedAt) <= p.grace:
+		p.logger.Info("cognitomcp: duplicate refresh within the grace period; same answer", "mcp_client", g.ClientID)
+		return p.tokensFor(&g, g.Generation, g.RotatedAt, g.RotatedScopes)
+	case gen != g.Generation:
+		p.revokeGrant(ctx, &g, "refresh token replayed")
+		return nil, badGrant("refresh token replayed: family revoked")
+	}
+	scopes := g.Scopes
+	if s := form.Get("scope"); s != "" {
+		scopes = strings.Fields(s)
+		if missing := missingScopes(g.Scopes, scopes); len(missing) > 0 {
+			return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "a refresh can only narrow the scope", nil)
+		}
+	}
+	if _, e := p.checkResource(form.Get("resource"), g.Resource); e != nil {
+		return nil, e
+	}
+	if e := p.refreshUpstreamIfDue(ctx, &g, now); e != nil {
+		return nil, e
+	}
+	g.Generation, g.RotatedAt, g.RotatedScopes = g.Generation+1, now, scopes
+	if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
+		return nil, asError(err)
+	}
+	return p.tokensFor(&g, g.Generation, now, scopes)
+}
+
+// refreshUpstreamIfDue refreshes Cognito's tokens when its access token
+// nears expiry. Cognito refusing the refresh token (the user was disabled
+// or signed out everywhere) revokes the grant; Cognito unreachable is
+// tolerated while its access token is still valid.
+func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now time.Time) *Error {
+	if g.Upstream.Expiry.Sub(now) > upstreamMargin {
+		return nil
+	}
+	err := p.refreshUpstream(ctx, g)
+	var re *oauth2.RetrieveError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re) && re.ErrorCode == CodeInvalidGrant:
+		p.revokeGrant(ctx, g, "Cognito refused the refresh token")
+		return badGrant("cognito refused the refresh")
+	case now.Before(g.Upstream.Expiry):
+		p.logger.Warn("cognitomcp: Cognito refresh failed; its access token is still valid", "reason", upstreamError(err).Error())
+		return nil
+	}
+	return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", upstreamError(err))
+}
+
+// refreshUpstream refreshes g's Cognito tokens and re-verifies them. Cognito
+// usually sends no new refresh token; the old one is kept then.
+func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
+	if g.Upstream.RefreshToken == "" {
+		return &oauth2.RetrieveError{ErrorCode: CodeInvalidGrant}
+	}
+	tok, err := p.upstream.TokenSource(p.upstreamContext(ctx), &oauth2.Token{RefreshToken: g.Upstream.RefreshToken}).Token()
+	if err != nil {
+		return err
+	}
+	user, expiry, err := p.verifyUpstream(ctx, tok, "")
+	if err != nil {
+		return fmt.Errorf("refreshed Cognito tokens fail verification: %w", err)
+	}
+	g.User = *user
+	g.Upstream = upstreamTokens{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: expiry}
+	p.logger.Info("cognitomcp: refreshed Cognito tokens", "sub", user.Subject, "mcp_client", g.ClientID)
+	return nil
+}
+
+// tokensFor mints the tokens of generation gen of g, issued at iat. The same
+// inputs give the same tokens (the jti derives from the grant and
+// generation), which is what lets a duplicate refresh get the same answer.
+func (p *Proxy) tokensFor(g *grantRecord, gen int, iat time.Time, scopes []string) (*tokenResponse, *Error) {
+	exp := iat.Add(p.accessTTL)
+	if g.ExpiresAt.Before(exp) {
+		exp = g.ExpiresAt
+	}
+	scope := strings.Join(scopes, " ")
+	at, err := p.keys.signer.Sign(&proxyClaims{
+		Issuer: p.issuer, Audience: g.Resource, Subject: g.User.Subject, ClientID: g.ClientID, Scope: scope,
+		ID: hashKey("jti", g.ID, strconv.Itoa(gen))[:32], IssuedAt: iat.Unix(), Expiry: exp.Unix(), GrantID: g.ID,
+	})
+	if err != nil {
+		return nil, oauthError(http.StatusInternalServerError, CodeServerError, "internal error", err)
+	}
+	return &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: max(int64(exp.Sub(p.now())/time.Second), 1),
+		RefreshToken: refreshToken(g, gen), Scope: scope}, nil
+}
+
+// refreshToken is generation gen of g's refresh-token family.
+func refreshToken(g *grantRecord, gen int) string {
+	return g.ID + "." + strconv.Itoa(gen) + "." + base64.RawURLEncoding.EncodeToString(refreshMAC(g, gen))
+}
+
+func refreshMAC(g *grantRecord, gen int) []byte {
+	m := hmac.New(sha256.New, []byte(g.Secret))
+	m.Write([]byte("cognitomcp refresh v1\x00" + g.ID + "\x00" + strconv.Itoa(gen)))
+	return m.Sum(nil)
+}
+
+// parseRefreshToken splits a refresh token into grant id, generation, MAC.
+func parseRefreshToken(raw string) (gid string, gen int, mac []byte, ok bool) {
+	if len(raw) > 128 {
+		return "", 0, nil, false
+	}
+	gid, rest, ok1 := strings.Cut(raw, ".")
+	genStr, macStr, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || len(gid) != 22 || !isUnreserved(gid, false) || len(genStr) > 9 {
+		return "", 0, nil, false
+	}
+	gen, err := strconv.Atoi(genStr)
+	if err != nil || gen < 1 || strconv.Itoa(gen) != genStr {
+		return "", 0, nil, false
+	}
+	mac, err = base64.RawURLEncoding.Strict().DecodeString(macStr)
+	if err != nil || len(mac) != sha256.Size {
+		return "", 0, nil, false
+	}
+	return gid, gen, mac, true
+}
+
+// revokeGrant ends a sign-in: the grant goes, so every refresh token of its
+// family and every access token minted from it stop working on every
+// replica (within RevocationCheckInterval), and Cognito's refresh token is
+// revoked upstream.
+func (p *Proxy) revokeGrant(ctx context.Context, g *grantRecord, reason string) {
+	if err := p.del(ctx, storeKey(kindGrant, g.ID)); err != nil {
+		p.logger.Error("cognitomcp: revoke grant", "reason", err.Error())
+	}
+	p.logger.Warn("cognitomcp: grant revoked", "why", reason, "sub", g.User.Subject, "mcp_client", g.ClientID)
+	if g.Upstream.RefreshToken != "" {
+		if err := p.revokeUpstream(ctx, g.Upstream.RefreshToken); err != nil {
+			p.logger.Warn("cognitomcp: revoking Cognito's refresh token failed", "reason", err.Error())
+		}
+	}
+}
