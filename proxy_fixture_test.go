@@ -44,7 +44,8 @@ func (s *syncBuffer) String() string {
 // proxyFixture is a fake Cognito pool, a Proxy in front of it serving an
 // MCP stand-in that echoes the claims, and the logs of both.
 type proxyFixture struct {
-	t     *testing.T
+	t         *testing.T
+	responses *responseLog
 	pool  *cognitotest.UserPool
 	app   *cognitotest.Client
 	proxy *cognitomcp.Proxy
@@ -78,9 +79,9 @@ var testMasterSecret = bytes.Repeat([]byte("k"), 32)
 
 func newProxyFixture(t *testing.T, mod func(*cognitomcp.ProxyConfig)) *proxyFixture {
 	t.Helper()
-	f := &proxyFixture{t: t, clock: newTestClock(), logs: &syncBuffer{}}
+	f := &proxyFixture{t: t, clock: newTestClock(), logs: &syncBuffer{}, responses: &responseLog{}}
 	var handler http.Handler = http.NotFoundHandler()
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	f.srv = httptest.NewServer(f.responses.record(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) })))
 	t.Cleanup(f.srv.Close)
 	f.pool = cognitotest.NewUserPool(cognitotest.Options{Now: f.clock.Now})
 	t.Cleanup(f.pool.Close)
@@ -275,4 +276,39 @@ func (f *proxyFixture) mcp(token string) (*http.Response, map[string]any) {
 	b, _ := io.ReadAll(resp.Body)
 	_ = json.Unmarshal(b, &out)
 	return resp, out
+}
+
+// responseLog keeps every response the fixture's server wrote, so tests can
+// search them for what must never leak.
+type responseLog struct {
+	mu   sync.Mutex
+	list []recordedResponse
+}
+
+type recordedResponse struct {
+	Path   string
+	Status int
+	Header http.Header
+	Body   string
+}
+
+func (l *responseLog) record(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		for k, vs := range rec.Header() {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		l.mu.Lock()
+		l.list = append(l.list, recordedResponse{Path: r.URL.Path, Status: rec.Code, Header: rec.Header().Clone(), Body: rec.Body.String()})
+		l.mu.Unlock()
+	})
+}
+
+func (l *responseLog) all() []recordedResponse {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]recordedResponse(nil), l.list...)
 }

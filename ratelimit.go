@@ -53,20 +53,21 @@ func newLimiters(cfg RateLimits, now func() time.Time) limiters {
 }
 
 // rateLimiter is a token bucket per key: perMinute requests a minute, with a
-// burst of perMinute. IPv6 addresses count per /64, the block one host
-// usually gets. Memory is bounded: about maxKeys buckets, spread over shards;
-// a full shard first drops buckets that have refilled (no different from
-// absent ones), at most once a second, and otherwise evicts an arbitrary
-// bucket, so a flood of addresses weakens the limit of some of them rather
-// than growing memory. No goroutines; safe for concurrent use; allow does
-// not allocate for a key it already tracks.
+// burst of perMinute, kept exactly in integer nanoseconds as GCRA does (one
+// "theoretical arrival time" per key). IPv6 addresses count per /64, the
+// block one host usually gets. Memory is bounded: about maxKeys buckets,
+// spread over shards; a full shard first drops buckets that have refilled
+// (no different from absent ones), at most once a second, and otherwise
+// evicts an arbitrary bucket, so a flood of addresses weakens the limit of
+// some of them rather than growing memory. No goroutines; safe for
+// concurrent use; allow does not allocate for a key it already tracks.
 type rateLimiter struct {
-	perNano  float64 // tokens refilled per nanosecond
-	burst    float64
-	perShard int
-	now      func() time.Time
-	seed     maphash.Seed
-	shards   []limiterShard
+	interval  int64 // nanoseconds one request's token takes to refill
+	tolerance int64 // (burst-1) × interval
+	perShard  int
+	now       func() time.Time
+	seed      maphash.Seed
+	shards    []limiterShard
 }
 
 type limiterShard struct {
@@ -76,23 +77,23 @@ type limiterShard struct {
 	_         [40]byte // keeps shards on separate cache lines
 }
 
-type bucket struct {
-	tokens float64
-	last   int64 // unix nanoseconds of the last refill
-}
+// bucket holds the time at which the key's bucket will be full again; at or
+// before now it is full.
+type bucket struct{ tat int64 }
 
 func newRateLimiter(perMinute, maxKeys int, now func() time.Time) *rateLimiter {
 	if now == nil {
 		now = time.Now
 	}
 	n := min(limiterMaxShards, maxKeys)
+	interval := max(1, int64(time.Minute)/int64(perMinute))
 	l := &rateLimiter{
-		perNano:  float64(perMinute) / float64(time.Minute),
-		burst:    float64(perMinute),
-		perShard: (maxKeys + n - 1) / n,
-		now:      now,
-		seed:     maphash.MakeSeed(),
-		shards:   make([]limiterShard, n),
+		interval:  interval,
+		tolerance: interval * int64(perMinute-1),
+		perShard:  (maxKeys + n - 1) / n,
+		now:       now,
+		seed:      maphash.MakeSeed(),
+		shards:    make([]limiterShard, n),
 	}
 	for i := range l.shards {
 		l.shards[i].buckets = make(map[string]*bucket)
@@ -129,18 +130,17 @@ func (l *rateLimiter) allow(key string) bool {
 		if len(sh.buckets) >= l.perShard {
 			l.makeRoom(sh, now)
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = &bucket{tat: now}
 		if v6 {
 			key = string(prefix[:])
 		}
 		sh.buckets[key] = b
-	} else {
-		l.refill(b, now)
 	}
-	if b.tokens < 1 {
+	tat := max(b.tat, now)
+	if tat-now > l.tolerance {
 		return false
 	}
-	b.tokens--
+	b.tat = tat + l.interval
 	return true
 }
 
@@ -160,19 +160,12 @@ func ipv6Prefix(key string, dst *[9]byte) bool {
 	return true
 }
 
-func (l *rateLimiter) refill(b *bucket, now int64) {
-	if elapsed := now - b.last; elapsed > 0 {
-		b.tokens = min(l.burst, b.tokens+float64(elapsed)*l.perNano)
-		b.last = now
-	}
-}
-
 // makeRoom frees at least one slot of a full shard.
 func (l *rateLimiter) makeRoom(sh *limiterShard, now int64) {
 	if now-sh.lastSweep >= int64(limiterSweepEvery) || now < sh.lastSweep {
 		sh.lastSweep = now
 		for k, b := range sh.buckets {
-			if b.tokens+float64(now-b.last)*l.perNano >= l.burst {
+			if b.tat <= now {
 				delete(sh.buckets, k)
 			}
 		}
@@ -185,12 +178,12 @@ func (l *rateLimiter) makeRoom(sh *limiterShard, now int64) {
 	}
 }
 
-// retryAfter is how long one token takes to refill.
+// retryAfter is how long one request's token takes to refill.
 func (l *rateLimiter) retryAfter() time.Duration {
-	if l == nil || l.perNano <= 0 {
+	if l == nil {
 		return time.Second
 	}
-	return time.Duration(math.Ceil(1 / l.perNano))
+	return time.Duration(l.interval)
 }
 
 // writeRateLimited answers 429 with Retry-After (the whole seconds one
