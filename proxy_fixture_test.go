@@ -46,13 +46,13 @@ func (s *syncBuffer) String() string {
 type proxyFixture struct {
 	t         *testing.T
 	responses *responseLog
-	pool  *cognitotest.UserPool
-	app   *cognitotest.Client
-	proxy *cognitomcp.Proxy
-	srv   *httptest.Server
-	clock *testClock
-	logs  *syncBuffer
-	cfg   cognitomcp.ProxyConfig
+	pool      *cognitotest.UserPool
+	app       *cognitotest.Client
+	proxy     *cognitomcp.Proxy
+	srv       *httptest.Server
+	clock     *testClock
+	logs      *syncBuffer
+	cfg       cognitomcp.ProxyConfig
 }
 
 // mcpEcho is the protected endpoint of the fixture: it answers the claims.
