@@ -9,6 +9,22 @@
 // resource indicators they expect, and, to Cognito, one confidential app
 // client using the hosted UI.
 //
+// Behind the proxy, an MCP server gets sign-in for every MCP client with no
+// setup on the client's side:
+//
+//	proxy, err := cognitomcp.NewProxy(ctx, cognitomcp.ProxyConfig{
+//		UserPoolID:   "eu-west-1_AbCdEf123",
+//		ClientID:     os.Getenv("COGNITO_CLIENT_ID"),
+//		ClientSecret: os.Getenv("COGNITO_CLIENT_SECRET"),
+//		BaseURL:      "https://mcp.example.com", // Cognito callback: BaseURL + "/auth/callback"
+//		Keys:         cognitomcp.KeyConfig{MasterSecret: masterSecret},
+//		Store:        cognitomcp.NewRedisStore(redisClient, cognitomcp.RedisStoreOptions{}),
+//	})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	log.Fatal(http.ListenAndServe(":8000", proxy.Handler(mcpHandler)))
+//
 // Resource-server mode, verifying Cognito access tokens directly:
 //
 //	v, err := cognitomcp.NewVerifier(ctx, cognitomcp.VerifierConfig{

@@ -66,3 +66,312 @@ func ExampleRequireGroups() {
 	// 403 {"error":"access_denied","error_description":"insufficient group membership"}
 	// 401 {"error":"invalid_token","error_description":"a bearer token is required"}
 }
+
+// fakeCognito is a fake user pool with alice (group admin) and bob (no
+// group), one app client, and a verifier of the pool's access tokens.
+type fakeCognito struct {
+	pool     *cognitotest.UserPool
+	clientID string
+	verifier *cognitomcp.Verifier
+}
+
+func newFakeCognito() *fakeCognito {
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	app := pool.AddClient(cognitotest.Client{Secret: "secret"})
+	pool.AddUser(cognitotest.User{Username: "alice", Password: "pw", Groups: []string{"admin"}})
+	pool.AddUser(cognitotest.User{Username: "bob", Password: "pw"})
+	v, err := cognitomcp.NewVerifier(context.Background(), cognitomcp.VerifierConfig{
+		IssuerURL: pool.Issuer, // in production: UserPoolID: "eu-west-1_AbCdEf123"
+		ClientIDs: []string{app.ID},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return &fakeCognito{pool: pool, clientID: app.ID, verifier: v}
+}
+
+// token returns a Cognito access token of the user with the given scopes
+// (default openid, email and profile).
+func (f *fakeCognito) token(username string, scopes ...string) string {
+	return f.pool.MintAccessToken(cognitotest.TokenOptions{Username: username, ClientID: f.clientID, Scopes: scopes})
+}
+
+func (f *fakeCognito) Close() { f.pool.Close() }
+
+// hello answers "hello <username>" to a request that RequireToken admitted.
+var hello = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	claims, _ := cognitomcp.ClaimsFromContext(r.Context())
+	fmt.Fprintf(w, "hello %s", claims.Username)
+})
+
+// serve sends a request through h and prints the status and body.
+func serve(h http.Handler, method, target, token string) {
+	req := httptest.NewRequest(method, target, strings.NewReader("{}"))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, strings.TrimSpace(rec.Body.String()))
+}
+
+// newSecret stands for 32 random bytes kept in a secret manager.
+func newSecret() []byte {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return b
+}
+
+// A Proxy makes an MCP server an OAuth 2.1 authorization server in front of
+// Cognito. Handler serves the OAuth routes and the protected MCP endpoint.
+func ExampleProxy_Handler() {
+	pool := cognitotest.NewUserPool(cognitotest.Options{}) // in production: your user pool
+	defer pool.Close()
+	app := pool.AddClient(cognitotest.Client{Secret: "secret", CallbackURLs: []string{"https://mcp.example.com/auth/callback"}})
+
+	proxy, err := cognitomcp.NewProxy(context.Background(), cognitomcp.ProxyConfig{
+		IssuerURL: pool.Issuer, // in production: UserPoolID: "eu-west-1_AbCdEf123", DomainURL: "https://….amazoncognito.com"
+		ClientID:  app.ID, ClientSecret: app.Secret,
+		BaseURL: "https://mcp.example.com",
+		Keys:    cognitomcp.KeyConfig{MasterSecret: newSecret()},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	h := proxy.Handler(hello) // hello stands for the MCP server
+
+	// An MCP client without a token is told where to find the authorization server...
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "https://mcp.example.com/mcp", strings.NewReader("{}")))
+	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+
+	// ...reads the protected resource metadata...
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "https://mcp.example.com/.well-known/oauth-protected-resource/mcp", nil))
+	var prm struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	_ = json.Unmarshal(rec.Body.Bytes(), &prm)
+	fmt.Println(prm.Resource, prm.AuthorizationServers)
+
+	// ...and registers itself (RFC 7591) before signing the user in.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "https://mcp.example.com/register", strings.NewReader(
+		`{"client_name":"My Agent","redirect_uris":["http://127.0.0.1:33418/callback"],"token_endpoint_auth_method":"none"}`)))
+	var reg struct {
+		ClientID   string `json:"client_id"`
+		ClientName string `json:"client_name"`
+	}
+	_ = json.Unmarshal(rec.Body.Bytes(), &reg)
+	fmt.Println(rec.Code, reg.ClientName, reg.ClientID != "")
+	// Output:
+	// 401 Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="openid email profile"
+	// https://mcp.example.com/mcp [https://mcp.example.com]
+	// 201 My Agent true
+}
+
+// The proxy's handler mounts at the root of an http.ServeMux, beside routes
+// of your own that need no sign-in.
+func Example_serveMux() {
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	defer pool.Close()
+	app := pool.AddClient(cognitotest.Client{Secret: "secret", CallbackURLs: []string{"https://mcp.example.com/auth/callback"}})
+	proxy, err := cognitomcp.NewProxy(context.Background(), cognitomcp.ProxyConfig{
+		IssuerURL: pool.Issuer, ClientID: app.ID, ClientSecret: app.Secret,
+		BaseURL: "https://mcp.example.com", Keys: cognitomcp.KeyConfig{MasterSecret: newSecret()},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	mux.Handle("/", proxy.Handler(hello)) // /mcp, /authorize, /token, the metadata, …
+
+	serve(mux, "GET", "https://mcp.example.com/healthz", "")
+	serve(mux, "POST", "https://mcp.example.com/mcp", "")
+	// Output:
+	// 200 ok
+	// 401 {"error":"invalid_token","error_description":"a bearer token is required"}
+}
+
+// With chi, RequireToken and RequireGroups are ordinary middleware.
+func Example_chi() {
+	cognito := newFakeCognito()
+	defer cognito.Close()
+
+	r := chi.NewRouter()
+	r.Use(cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: cognito.verifier}))
+	r.With(cognitomcp.RequireGroups("admin")).Get("/admin", hello)
+
+	serve(r, "GET", "/admin", cognito.token("alice"))
+	serve(r, "GET", "/admin", cognito.token("bob"))
+	// Output:
+	// 200 hello alice
+	// 403 {"error":"access_denied","error_description":"insufficient group membership"}
+}
+
+// With gorilla/mux, the middleware goes to Router.Use or wraps one route.
+func Example_gorillaMux() {
+	cognito := newFakeCognito()
+	defer cognito.Close()
+
+	r := mux.NewRouter()
+	r.Use(cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: cognito.verifier}))
+	r.Handle("/admin", cognitomcp.RequireGroups("admin")(hello)).Methods("GET")
+
+	serve(r, "GET", "/admin", cognito.token("alice"))
+	serve(r, "GET", "/admin", "")
+	// Output:
+	// 200 hello alice
+	// 401 {"error":"invalid_token","error_description":"a bearer token is required"}
+}
+
+// With echo, echo.WrapMiddleware adapts the middleware; handlers read the
+// claims from the request's context.
+func Example_echo() {
+	cognito := newFakeCognito()
+	defer cognito.Close()
+
+	e := echo.New()
+	e.Use(echo.WrapMiddleware(cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: cognito.verifier})))
+	e.GET("/admin", func(c echo.Context) error {
+		claims, _ := cognitomcp.ClaimsFromContext(c.Request().Context())
+		return c.String(http.StatusOK, "hello "+claims.Username)
+	}, echo.WrapMiddleware(cognitomcp.RequireGroups("admin")))
+
+	serve(e, "GET", "/admin", cognito.token("alice"))
+	serve(e, "GET", "/admin", cognito.token("bob"))
+	// Output:
+	// 200 hello alice
+	// 403 {"error":"access_denied","error_description":"insufficient group membership"}
+}
+
+// RequireScopes answers 403 insufficient_scope with a challenge listing the
+// scopes to ask for, so MCP clients can step up.
+func ExampleRequireScopes() {
+	cognito := newFakeCognito()
+	defer cognito.Close()
+
+	auth := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: cognito.verifier})
+	h := auth(cognitomcp.RequireScopes("mcp-api/write")(hello))
+
+	req := httptest.NewRequest("POST", "/tools", nil)
+	req.Header.Set("Authorization", "Bearer "+cognito.token("alice", "mcp-api/read"))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+	// Output:
+	// 403 Bearer error="insufficient_scope", scope="mcp-api/write"
+}
+
+// The official Go SDK (github.com/modelcontextprotocol/go-sdk): cognitomcp
+// verifies the token, and a bridge hands the claims to the SDK as its
+// TokenInfo. Tools read req.Extra.TokenInfo, not ctx: a stateful session
+// keeps the context of the request that created it.
+func Example_goSDK() {
+	cognito := newFakeCognito()
+	defer cognito.Close()
+
+	server := mcp.NewServer(&mcp.Implementation{Name: "example", Version: "1.0.0"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: "whoami"}, func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		claims := req.Extra.TokenInfo.Extra["claims"].(*cognitomcp.Claims)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "hello " + claims.Username}}}, nil, nil
+	})
+	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
+
+	bridge := func(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+		c, ok := cognitomcp.ClaimsFromContext(r.Context())
+		if !ok {
+			return nil, auth.ErrInvalidToken
+		}
+		return &auth.TokenInfo{UserID: c.Subject, Scopes: c.Scopes, Expiration: c.Expiry,
+			Extra: map[string]any{"claims": c}}, nil
+	}
+	requireToken := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: cognito.verifier})
+	h := requireToken(auth.RequireBearerToken(bridge, nil)(streamable))
+
+	fmt.Println(callTool(h, "whoami", cognito.token("alice")))
+	// Output:
+	// hello alice
+}
+
+// github.com/mark3labs/mcp-go passes the request's context to tools, so
+// they read the claims with ClaimsFromContext.
+func Example_mcpGo() {
+	cognito := newFakeCognito()
+	defer cognito.Close()
+
+	s := server.NewMCPServer("example", "1.0.0")
+	s.AddTool(mcpgo.NewTool("whoami"), func(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		claims, _ := cognitomcp.ClaimsFromContext(ctx)
+		return mcpgo.NewToolResultText("hello " + claims.Username), nil
+	})
+	streamable := server.NewStreamableHTTPServer(s, server.WithStateLess(true))
+	h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: cognito.verifier})(streamable)
+
+	fmt.Println(callTool(h, "whoami", cognito.token("bob")))
+	// Output:
+	// hello bob
+}
+
+// callTool sends one MCP tools/call request through h and returns the text
+// of the result, or the HTTP error.
+func callTool(h http.Handler, tool, token string) string {
+	req := httptest.NewRequest("POST", "/mcp", strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"`+tool+`","arguments":{}}}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var resp struct {
+		Result struct {
+			Content []struct{ Text string }
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Result.Content) == 0 {
+		return fmt.Sprintf("%d %s", rec.Code, rec.Body)
+	}
+	return resp.Result.Content[0].Text
+}
+
+// Resource-server mode: no proxy. A machine client gets a Cognito access
+// token with the client_credentials grant and calls an API that verifies it
+// directly. Its sub is the app client id; it has no username or groups.
+func Example_resourceServer() {
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	defer pool.Close()
+	pool.AddResourceServer("mcp-api", "tools")
+	job := pool.AddClient(cognitotest.Client{ID: "reportingjob", Secret: "secret",
+		ClientCredentials: true, AllowedScopes: []string{"mcp-api/tools"}})
+
+	v, err := cognitomcp.NewVerifier(context.Background(), cognitomcp.VerifierConfig{
+		IssuerURL: pool.Issuer, // in production: UserPoolID: "eu-west-1_AbCdEf123"
+		ClientIDs: []string{job.ID},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	api := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v})(
+		cognitomcp.RequireScopes("mcp-api/tools")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, _ := cognitomcp.ClaimsFromContext(r.Context())
+			fmt.Fprintf(w, "sub=%s username=%q scopes=%v", c.Subject, c.Username, c.Scopes)
+		})))
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+
+	cc := clientcredentials.Config{ClientID: job.ID, ClientSecret: job.Secret,
+		TokenURL: pool.DomainURL + "/oauth2/token", Scopes: []string{"mcp-api/tools"}}
+	resp, err := cc.Client(context.Background()).Get(srv.URL) // fetches and sends the token
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body))
+	// Output:
+	// 200 sub=reportingjob username="" scopes=[mcp-api/tools]
+}
