@@ -18,6 +18,10 @@ const (
 	codeTTL        = 5 * time.Minute
 )
 
+// maxStateLen bounds the client's state, the one value of an authorization
+// request stored as sent.
+const maxStateLen = 2048
+
 // handleAuthorize is the authorization endpoint (RFC 6749 §4.1.1 with
 // OAuth 2.1 PKCE and RFC 8707 resource). Until the client and its redirect
 // URI are known good, errors show a page and never redirect (OAuth 2.1
@@ -28,6 +32,10 @@ func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q, e := authorizeParams(w, r)
+	if e == nil && len(q.Get("state")) > maxStateLen {
+		// It would be stored with the transaction and echoed in redirects.
+		e = oauthError(http.StatusBadRequest, CodeInvalidRequest, "The state parameter is too long.", nil)
+	}
 	if e != nil {
 		p.errorPage(w, r, e)
 		return

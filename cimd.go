@@ -137,18 +137,27 @@ func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord
 			return nil, fmt.Errorf("%w: %w", errInvalidClientMetadata, ctx.Err())
 		}
 	}
-	// The leader's own cancellation must not fail the requests waiting on it.
-	rec, ttl, err := f.download(context.WithoutCancel(ctx), clientID)
+	return f.lead(ctx, clientID, call)
+}
+
+// lead downloads the document for everyone waiting on call, caches the
+// outcome, and releases the waiters even if the download panics. Its own
+// caller's cancellation does not cut the download short for the others.
+func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall) (*clientRecord, error) {
+	var rec *clientRecord // shared by the cache and the waiters: never handed out
+	ttl, err := cimdFailureTTL, fmt.Errorf("%w: fetch aborted", errInvalidClientMetadata)
+	defer func() {
+		f.mu.Lock()
+		f.store(clientID, cimdEntry{rec: rec, err: err, expires: f.now().Add(ttl)})
+		delete(f.inflight, clientID)
+		call.rec, call.err = rec, err
+		close(call.done)
+		f.mu.Unlock()
+	}()
+	rec, ttl, err = f.download(context.WithoutCancel(ctx), clientID)
 	if err != nil {
-		err = fmt.Errorf("%w: %w", errInvalidClientMetadata, err)
-		ttl = cimdFailureTTL
+		rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: %w", errInvalidClientMetadata, err)
 	}
-	f.mu.Lock()
-	f.store(clientID, cimdEntry{rec: rec, err: err, expires: f.now().Add(ttl)})
-	delete(f.inflight, clientID)
-	call.rec, call.err = rec, err
-	close(call.done)
-	f.mu.Unlock()
 	return cloneClientRecord(rec), err
 }
 

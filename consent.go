@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,10 +28,49 @@ const (
 // consentPage is what the consent template shows. html/template escapes
 // every value, client_name and redirect host included.
 type consentPage struct {
-	ClientName, ClientID, RedirectHost, ServerName string
-	Scopes                                         []string
-	Loopback, CustomScheme                         bool
-	TxnID, CSRF, Action, Nonce                     string
+	ClientName, ClientID, RedirectHost, RedirectURI, ServerName, Lifetime string
+	Scopes                                                                []scopeLine
+	Loopback, CustomScheme                                                bool
+	TxnID, CSRF, Action, Nonce                                            string
+}
+
+// scopeLine is a scope as the consent page lists it.
+type scopeLine struct{ Name, Text string }
+
+// scopeTexts say in words what the standard Cognito scopes allow.
+var scopeTexts = map[string]string{
+	"openid":                        "Confirm who you are",
+	"email":                         "See your email address",
+	"profile":                       "See your name and profile",
+	"phone":                         "See your phone number",
+	"aws.cognito.signin.user.admin": "Read and change your account",
+}
+
+func scopeLines(scopes []string) []scopeLine {
+	lines := make([]scopeLine, len(scopes))
+	for i, s := range scopes {
+		text, ok := scopeTexts[s]
+		if !ok {
+			text = "Use this server's " + s + " permission"
+		}
+		lines[i] = scopeLine{Name: s, Text: text}
+	}
+	return lines
+}
+
+// lifetime renders a duration in days or hours for people.
+func lifetime(d time.Duration) string {
+	switch days := int(d / (24 * time.Hour)); {
+	case days > 1:
+		return strconv.Itoa(days) + " days"
+	case days == 1:
+		return "1 day"
+	}
+	hours := max(int(d/time.Hour), 1)
+	if hours == 1 {
+		return "1 hour"
+	}
+	return strconv.Itoa(hours) + " hours"
 }
 
 // handleConsent shows the consent page (GET) and takes the user's answer
@@ -50,6 +90,12 @@ func (p *Proxy) handleConsent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Proxy) showConsent(w http.ResponseWriter, r *http.Request) {
+	// Each rendering stores a CSRF token: the page counts against the
+	// authorization rate limit, so reloads cannot fill the store.
+	if !p.limits.authorize.allow(p.clientIP(r)) {
+		p.errorPage(w, r, oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavail, "Too many sign-in attempts from this address. Try again in a minute.", nil))
+		return
+	}
 	txnID := r.URL.Query().Get("txn")
 	var txn transaction
 	if err := p.loadTransaction(r, txnID, &txn); err != nil {
@@ -65,7 +111,8 @@ func (p *Proxy) showConsent(w http.ResponseWriter, r *http.Request) {
 	u, _ := url.Parse(txn.RedirectURI)
 	page := consentPage{
 		ClientName: orDefault(txn.ClientName, "An unnamed application"), ClientID: txn.ClientID,
-		RedirectHost: hostOf(txn.RedirectURI), ServerName: hostOf(p.resource), Scopes: txn.Scopes,
+		RedirectHost: hostOf(txn.RedirectURI), RedirectURI: txn.RedirectURI, ServerName: p.serviceName,
+		Scopes: scopeLines(txn.Scopes), Lifetime: lifetime(p.refreshTTL),
 		Loopback: u != nil && isLoopbackHost(u.Hostname()), CustomScheme: u != nil && u.Scheme != "http" && u.Scheme != "https",
 		TxnID: txnID, CSRF: csrf, Action: p.basePath + "/consent",
 	}

@@ -75,6 +75,9 @@ type ProxyConfig struct {
 	MCPPath string
 	// CallbackPath is the Cognito callback under BaseURL. Default "/auth/callback".
 	CallbackPath string
+	// ServiceName is what the consent page calls this server. Default: the
+	// host of BaseURL.
+	ServiceName string
 
 	// AllowedRedirectURIs are patterns that redirect URIs of registered
 	// clients may match besides the defaults (https URLs and http on
@@ -141,7 +144,9 @@ type ProxyConfig struct {
 	Now func() time.Time
 }
 
-// RateLimits are per-client-IP limits, in requests per minute with a burst.
+// RateLimits are per-client-IP limits, in requests per minute; a client may
+// burst up to the per-minute number at once. Zero takes the default; a
+// negative number disables that limit. IPv6 clients count per /64.
 type RateLimits struct {
 	Register  int // default 10 per minute
 	Authorize int // default 60 per minute
@@ -162,6 +167,7 @@ type Proxy struct {
 	callbackURL  string
 	scopes       []string
 	consent      ConsentMode
+	serviceName  string
 	secureCookie bool // BaseURL is https: __Host- cookies with Secure
 
 	upstream         oauth2.Config
@@ -249,6 +255,7 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	p.mcpPath = p.basePath + mcpPath
 	p.prmURL = base.Scheme + "://" + base.Host + "/.well-known/oauth-protected-resource" + p.mcpPath
 	p.callbackURL = p.issuer + callback
+	p.serviceName = orDefault(cfg.ServiceName, base.Host)
 	p.scopes = cfg.Scopes
 	if len(p.scopes) == 0 {
 		p.scopes = []string{"openid", "email", "profile"}
@@ -436,6 +443,9 @@ func originOf(u string) string {
 // Other paths get 404 (JSON under /.well-known/, never a 5xx, so MCP
 // clients' discovery falls through).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if headersTooLarge(w, r) {
+		return
+	}
 	if h, ok := p.routes[r.URL.Path]; ok {
 		h.ServeHTTP(w, r)
 		return
@@ -454,11 +464,34 @@ func (p *Proxy) Handler(mcp http.Handler) http.Handler {
 	protected := p.CheckOrigin(p.RequireToken()(mcp))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == p.mcpPath {
-			protected.ServeHTTP(w, r)
+			if !headersTooLarge(w, r) {
+				protected.ServeHTTP(w, r)
+			}
 			return
 		}
 		p.ServeHTTP(w, r)
 	})
+}
+
+// maxHeaderBytes bounds the request URI and headers of every request the
+// proxy serves, the MCP endpoint's included: its tokens, cookies and the MCP
+// headers take a few KiB, while net/http lets 1 MiB through by default.
+const maxHeaderBytes = 32 << 10
+
+// headersTooLarge answers 431 and reports true when r's URI and headers
+// hold more than maxHeaderBytes.
+func headersTooLarge(w http.ResponseWriter, r *http.Request) bool {
+	n := len(r.URL.Path) + len(r.URL.RawQuery)
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // ": " and CRLF
+		}
+	}
+	if n <= maxHeaderBytes {
+		return false
+	}
+	writeOAuthError(w, &Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: CodeInvalidRequest, Description: "the request headers are too large"})
+	return true
 }
 
 // RequireToken returns middleware that admits requests bearing a valid
@@ -592,7 +625,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // description reaches the client; the cause stays in logs.
 func writeOAuthError(w http.ResponseWriter, e *Error) {
 	w.Header().Set("Cache-Control", "no-store")
-	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
+	if (e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "5")
 	}
 	body := map[string]string{"error": e.Code}

@@ -410,8 +410,12 @@ func (u *strictURI) parseHost(host string, pattern bool) error {
 
 // checkPath refuses dot segments, raw or percent-encoded in any case (also
 // double-encoded, %252e), encoded slashes and backslashes, and encoded
-// control characters, and overlong UTF-8 (%c0, %c1).
+// control characters, overlong UTF-8 (%c0, %c1), and brackets (host-only
+// delimiters).
 func checkPath(path string) error {
+	if strings.ContainsAny(path, "[]") {
+		return errors.New("has a bracket in its path")
+	}
 	lower := strings.ToLower(path)
 	for strings.Contains(lower, "%25") {
 		lower = strings.ReplaceAll(lower, "%25", "%")

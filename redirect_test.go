@@ -71,6 +71,7 @@ func TestRedirectValidation(t *testing.T) {
 		{"IPv6 zone", "http://[fe80::1%25eth0]/cb", false},
 		{"too long", "https://app.example/" + strings.Repeat("a", maxRedirectURILen), false},
 		{"angle bracket", "https://app.example/<cb>", false},
+		{"square bracket in path", "https://app.example/[cb]", false},
 		{"malformed escape", "https://app.example/%zz", false},
 		// Never: userinfo.
 		{"userinfo", "https://user@app.example/cb", false},

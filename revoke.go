@@ -3,7 +3,6 @@ package cognitomcp
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +85,7 @@ func (p *Proxy) revokeAccessToken(ctx context.Context, client *clientRecord, tok
 		*errp = err
 		return
 	}
-	p.tokens.delete(sha256.Sum256([]byte(token)))
+	p.tokens.delete(token)
 	p.logger.Info("cognitomcp: access token revoked", "mcp_client", client.ID, "sub", c.Subject)
 }
 

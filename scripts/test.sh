@@ -21,6 +21,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# Node.js 20+ for the end-to-end client test. The machine image has it; a
+# bare Debian gets its nodejs and npm, and, as Debian's nodejs is 18, Node 20
+# from the npm registry.
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if ! command -v npm >/dev/null; then
+  log "apt-get install nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ "$(node_major)" -lt 20 ]; then
+  log "npm install node@20 into .cache/node-runtime"
+  npm install --no-audit --no-fund --loglevel=error --prefix "$root/.cache/node-runtime" node@20 >/dev/null
+  export PATH="$root/.cache/node-runtime/node_modules/node/bin:$PATH"
+fi
+
 # The official MCP TypeScript SDK, for the end-to-end client test, in a
 # cached folder outside the module.
 node_dir=${COGNITOMCP_NODE_DIR:-$root/.cache/node}
