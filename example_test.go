@@ -3,11 +3,23 @@ package cognitomcp_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/gorilla/mux"
+	"github.com/labstack/echo/v4"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/cognitomcp/cognitomcp"
 	"github.com/cognitomcp/cognitomcp/cognitotest"
@@ -130,10 +142,11 @@ func ExampleProxy_Handler() {
 	app := pool.AddClient(cognitotest.Client{Secret: "secret", CallbackURLs: []string{"https://mcp.example.com/auth/callback"}})
 
 	proxy, err := cognitomcp.NewProxy(context.Background(), cognitomcp.ProxyConfig{
-		IssuerURL: pool.Issuer, // in production: UserPoolID: "eu-west-1_AbCdEf123", DomainURL: "https://….amazoncognito.com"
-		ClientID:  app.ID, ClientSecret: app.Secret,
-		BaseURL: "https://mcp.example.com",
-		Keys:    cognitomcp.KeyConfig{MasterSecret: newSecret()},
+		IssuerURL:    pool.Issuer, // in production: UserPoolID: "eu-west-1_AbCdEf123", DomainURL: "https://….amazoncognito.com"
+		ClientID:     app.ID,
+		ClientSecret: app.Secret,
+		BaseURL:      "https://mcp.example.com",
+		Keys:         cognitomcp.KeyConfig{MasterSecret: newSecret()}, // 32 random bytes from your secret store
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -156,9 +169,11 @@ func ExampleProxy_Handler() {
 	fmt.Println(prm.Resource, prm.AuthorizationServers)
 
 	// ...and registers itself (RFC 7591) before signing the user in.
+	req := httptest.NewRequest("POST", "https://mcp.example.com/register", strings.NewReader(
+		`{"client_name":"My Agent","redirect_uris":["http://127.0.0.1:33418/callback"],"token_endpoint_auth_method":"none"}`))
+	req.Header.Set("Content-Type", "application/json")
 	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("POST", "https://mcp.example.com/register", strings.NewReader(
-		`{"client_name":"My Agent","redirect_uris":["http://127.0.0.1:33418/callback"],"token_endpoint_auth_method":"none"}`)))
+	h.ServeHTTP(rec, req)
 	var reg struct {
 		ClientID   string `json:"client_id"`
 		ClientName string `json:"client_name"`
@@ -198,7 +213,7 @@ func Example_serveMux() {
 
 // With chi, RequireToken and RequireGroups are ordinary middleware.
 func Example_chi() {
-	cognito := newFakeCognito()
+	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
 	defer cognito.Close()
 
 	r := chi.NewRouter()
@@ -214,7 +229,7 @@ func Example_chi() {
 
 // With gorilla/mux, the middleware goes to Router.Use or wraps one route.
 func Example_gorillaMux() {
-	cognito := newFakeCognito()
+	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
 	defer cognito.Close()
 
 	r := mux.NewRouter()
@@ -231,7 +246,7 @@ func Example_gorillaMux() {
 // With echo, echo.WrapMiddleware adapts the middleware; handlers read the
 // claims from the request's context.
 func Example_echo() {
-	cognito := newFakeCognito()
+	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
 	defer cognito.Close()
 
 	e := echo.New()
@@ -251,7 +266,7 @@ func Example_echo() {
 // RequireScopes answers 403 insufficient_scope with a challenge listing the
 // scopes to ask for, so MCP clients can step up.
 func ExampleRequireScopes() {
-	cognito := newFakeCognito()
+	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
 	defer cognito.Close()
 
 	auth := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: cognito.verifier})
@@ -263,7 +278,7 @@ func ExampleRequireScopes() {
 	h.ServeHTTP(rec, req)
 	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
 	// Output:
-	// 403 Bearer error="insufficient_scope", scope="mcp-api/write"
+	// 403 Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="mcp-api/write"
 }
 
 // The official Go SDK (github.com/modelcontextprotocol/go-sdk): cognitomcp
@@ -271,7 +286,7 @@ func ExampleRequireScopes() {
 // TokenInfo. Tools read req.Extra.TokenInfo, not ctx: a stateful session
 // keeps the context of the request that created it.
 func Example_goSDK() {
-	cognito := newFakeCognito()
+	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
 	defer cognito.Close()
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "example", Version: "1.0.0"}, nil)
@@ -301,7 +316,7 @@ func Example_goSDK() {
 // github.com/mark3labs/mcp-go passes the request's context to tools, so
 // they read the claims with ClaimsFromContext.
 func Example_mcpGo() {
-	cognito := newFakeCognito()
+	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
 	defer cognito.Close()
 
 	s := server.NewMCPServer("example", "1.0.0")

@@ -1,0 +1,221 @@
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cognitomcp/cognitomcp"
+)
+
+// shutdownTimeout bounds how long in-flight requests get after a signal.
+const shutdownTimeout = 10 * time.Second
+
+// Main runs an example server named name ("examples/server") whose MCP
+// handler newMCP builds: it reads the environment, serves until SIGINT or
+// SIGTERM and returns. On bad configuration it prints one line naming the
+// variable and exits 2; on any other failure it exits 1.
+func Main(name string, newMCP func(*slog.Logger) http.Handler) {
+	cfg, err := loadConfig(os.Getenv)
+	if err == nil {
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+		slog.SetDefault(logger)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		context.AfterFunc(ctx, stop) // a second signal kills at once
+		err = run(ctx, cfg, newMCP(logger), os.Stdout, logger)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		if errors.As(err, new(configError)) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// run serves mcp behind a cognitomcp.Proxy as cfg says, printing the
+// connection instructions and then "listening on <base URL>" to stdout once
+// the listener is bound, until ctx ends; then it shuts down gracefully and
+// returns nil.
+func run(ctx context.Context, cfg config, mcp http.Handler, stdout io.Writer, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ADDR: %w", err)
+	}
+	defer ln.Close()
+	base := cfg.BaseURL
+	if base == "" {
+		base = followURL(cfg.Addr, ln.Addr())
+	}
+
+	pcfg := cognitomcp.ProxyConfig{
+		UserPoolID: cfg.UserPoolID, Region: cfg.Region, IssuerURL: cfg.IssuerURL, DomainURL: cfg.DomainURL,
+		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Scopes: cfg.Scopes,
+		BaseURL: base, AllowedRedirectURIs: cfg.AllowedRedirectURIs, AllowedOrigins: cfg.AllowedOrigins,
+		Logger: logger,
+	}
+	generated, err := setKeys(cfg, &pcfg)
+	if err != nil {
+		return err
+	}
+	closeStore, err := openStore(ctx, cfg, &pcfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	var fc *fakeCognito
+	if cfg.fake() {
+		fc = startFakeCognito(cfg, base, &pcfg)
+		defer fc.pool.Close()
+	}
+	proxy, err := cognitomcp.NewProxy(ctx, pcfg)
+	if err != nil {
+		return withEnvHint(err)
+	}
+
+	if generated {
+		logger.Warn("JWT_SIGNING_KEY/STORAGE_ENCRYPTION_KEY (or COGNITOMCP_MASTER_SECRET) unset: keys generated at startup, so tokens and sign-ins die with the process")
+	}
+	if cfg.RedisURL == "" {
+		logger.Info("REDIS_URL unset: state is kept in memory, for one replica only")
+	}
+	if fc != nil {
+		fc.print(stdout, cfg.AutoLogin)
+	}
+	printConnect(stdout, proxy.Resource())
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	srv := &http.Server{
+		Handler:           endOnShutdown(streams, proxy.Handler(mcp)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(endStreams)
+	fmt.Fprintf(stdout, "listening on %s\n", base)
+	logger.Info("serving", "mcp", proxy.Resource(), "addr", ln.Addr().String())
+	return serve(ctx, srv, ln, logger)
+}
+
+// serve runs srv on ln until ctx ends, then shuts it down, giving in-flight
+// requests shutdownTimeout; streams still open then are cut.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("shutdown timed out; closing open streams", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// endOnShutdown ends GET requests, which MCP clients hold open as event
+// streams for server notifications, when streams ends, so that they do not
+// hold up a graceful shutdown; POSTs (tool calls) run to completion.
+func endOnShutdown(streams context.Context, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			defer context.AfterFunc(streams, cancel)()
+			r = r.WithContext(ctx)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// setKeys sets pcfg.Keys from the environment. Whatever is missing is
+// derived from a master secret generated now; generated reports whether
+// that affects tokens, which then die with the process.
+func setKeys(cfg config, pcfg *cognitomcp.ProxyConfig) (generated bool, err error) {
+	keys := cognitomcp.KeyConfig{MasterSecret: cfg.MasterSecret}
+	if cfg.SigningKey != nil {
+		keys.SigningKeys = []cognitomcp.SigningKey{{ID: keyID("sig", cfg.SigningKey), Secret: cfg.SigningKey}}
+	}
+	if cfg.EncryptionKey != nil {
+		keys.EncryptionKeys = []cognitomcp.EncryptionKey{{ID: keyID("enc", cfg.EncryptionKey), Key: cfg.EncryptionKey}}
+	}
+	if keys.MasterSecret == nil {
+		keys.MasterSecret = make([]byte, 32)
+		if _, err := rand.Read(keys.MasterSecret); err != nil {
+			return false, err
+		}
+		generated = cfg.SigningKey == nil || cfg.EncryptionKey == nil
+	}
+	pcfg.Keys = keys
+	return generated, nil
+}
+
+// keyID names a key by its hash, so a new key gets a new kid.
+func keyID(prefix string, key []byte) string {
+	sum := sha256.Sum256(key)
+	return prefix + "-" + hex.EncodeToString(sum[:6])
+}
+
+// openStore sets pcfg.Store: Redis when REDIS_URL is set, else the
+// proxy's default memory store.
+func openStore(ctx context.Context, cfg config, pcfg *cognitomcp.ProxyConfig) (closeStore func(), err error) {
+	if cfg.RedisURL == "" {
+		return func() {}, nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL) // checked by loadConfig
+	if err != nil {
+		return nil, configError(redisURLError)
+	}
+	client := redis.NewClient(opts)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("REDIS_URL: ping %s: %w", opts.Addr, err)
+	}
+	pcfg.Store = cognitomcp.NewRedisStore(client, cognitomcp.RedisStoreOptions{})
+	return func() { _ = client.Close() }, nil
+}
+
+// configField finds the config field a cognitomcp constructor error names.
+var configField = regexp.MustCompile(`(?:Proxy|Verifier)Config\.(\w+)`)
+
+// envOfField maps the ProxyConfig fields the environment sets to their variables.
+var envOfField = map[string]string{
+	"UserPoolID": "COGNITO_USER_POOL_ID", "Region": "COGNITO_REGION", "IssuerURL": "COGNITO_ISSUER_URL",
+	"DomainURL": "COGNITO_DOMAIN", "ClientID": "COGNITO_CLIENT_ID", "ClientIDs": "COGNITO_CLIENT_ID",
+	"Scopes": "COGNITO_SCOPES", "BaseURL": "BASE_URL", "AllowedRedirectURIs": "ALLOWED_REDIRECT_URIS",
+	"AllowedOrigins": "ALLOWED_ORIGINS", "Keys": "JWT_SIGNING_KEY/STORAGE_ENCRYPTION_KEY/COGNITOMCP_MASTER_SECRET",
+}
+
+// withEnvHint turns a NewProxy error about a field the environment sets
+// into a configuration error naming the variable.
+func withEnvHint(err error) error {
+	if m := configField.FindStringSubmatch(err.Error()); m != nil {
+		if name, ok := envOfField[m[1]]; ok {
+			return configErrorf("%s: %v", name, err)
+		}
+	}
+	return err
+}

@@ -1,0 +1,159 @@
+package demotest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cognitomcp/cognitomcp"
+	"github.com/cognitomcp/cognitomcp/internal/testredis"
+)
+
+// TestExample runs an example program (the re-executed test binary, named
+// program in its messages) end to end on the fake Cognito: its banner, the
+// metadata, the 401 challenge, a sign-in and both tools as alice, a bad
+// configuration (exit 2) and SIGTERM (exit 0).
+func TestExample(t *testing.T, program string) {
+	s := Start(t, "DEMO_AUTO_LOGIN=alice")
+
+	t.Run("prints the users and how to connect", func(t *testing.T) {
+		out := s.Stdout()
+		assert.Contains(t, out, "fake cognito: http://127.0.0.1:")
+		assert.Regexp(t, `user alice, password \S{16}, groups: admin`, out)
+		assert.Regexp(t, `user bob, +password \S{16}, groups: \(none\)`, out)
+		assert.Contains(t, out, "npx @modelcontextprotocol/inspector")
+		assert.Contains(t, out, "URL "+s.URL+"/mcp")
+	})
+
+	t.Run("protected resource metadata", func(t *testing.T) {
+		resp, err := http.Get(s.URL + "/.well-known/oauth-protected-resource/mcp")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var prm struct {
+			Resource             string   `json:"resource"`
+			AuthorizationServers []string `json:"authorization_servers"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&prm))
+		assert.Equal(t, s.URL+"/mcp", prm.Resource)
+		assert.Equal(t, []string{s.URL}, prm.AuthorizationServers)
+	})
+
+	t.Run("MCP without a token gets a challenge", func(t *testing.T) {
+		resp, err := http.Post(s.URL+"/mcp", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.Contains(t, resp.Header.Get("WWW-Authenticate"),
+			`Bearer resource_metadata="`+s.URL+`/.well-known/oauth-protected-resource/mcp"`)
+	})
+
+	t.Run("alice signs in and calls the tools", func(t *testing.T) {
+		token := s.Login(t, "Example Test Client")
+
+		res := s.CallTool(t, token, "whoami")
+		require.False(t, res.IsError, Text(t, res))
+		var who whoami
+		require.NoError(t, json.Unmarshal([]byte(Text(t, res)), &who))
+		assert.NotEmpty(t, who.Sub)
+		assert.Equal(t, "alice", who.Username)
+		assert.Equal(t, []string{"admin"}, who.Groups)
+		assert.Equal(t, "alice@example.com", who.Email)
+		assert.Subset(t, who.Scopes, []string{"openid", "email", "profile"})
+		require.NotNil(t, who.MCPClient)
+		assert.NotEmpty(t, who.MCPClient.ID)
+		assert.Equal(t, "Example Test Client", who.MCPClient.Name)
+
+		res = s.CallTool(t, token, "admin_report")
+		assert.False(t, res.IsError, Text(t, res))
+		assert.Contains(t, Text(t, res), `"requested_by":"alice"`)
+	})
+
+	t.Run("SIGTERM shuts down cleanly, open streams included", func(t *testing.T) {
+		s.OpenSession(t, s.Login(t, "Streaming Client")) // holds a GET event stream open
+		start := time.Now()
+		s.Stop(t)
+		assert.Less(t, time.Since(start), 5*time.Second, "an idle event stream must not hold up shutdown")
+	})
+
+	t.Run("bad configuration exits 2 with one line", func(t *testing.T) {
+		stderr, code := Run(t, "COGNITO_USER_POOL_ID=eu-west-1_AbCdEf123")
+		assert.Equal(t, 2, code)
+		assert.Equal(t, program+": COGNITO_CLIENT_ID is required when COGNITO_USER_POOL_ID is set\n", stderr)
+	})
+}
+
+// TestExampleWithRedis runs an example program with REDIS_URL and keys from
+// the environment: its state goes to Redis and no key is generated.
+func TestExampleWithRedis(t *testing.T) {
+	r := testredis.Start(t)
+	key := func(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
+	s := Start(t, "DEMO_AUTO_LOGIN=alice", "REDIS_URL=redis://"+r.Addr+"/0",
+		"JWT_SIGNING_KEY="+key(1), "STORAGE_ENCRYPTION_KEY="+key(2))
+
+	res := s.CallTool(t, s.Login(t, "Redis Client"), "whoami")
+	require.False(t, res.IsError, Text(t, res))
+	assert.Contains(t, Text(t, res), `"username":"alice"`)
+
+	keys, err := r.Client(t).Keys(t.Context(), "cognitomcp:*").Result()
+	require.NoError(t, err)
+	assert.NotEmpty(t, keys, "the proxy's state is in Redis")
+	assert.NotContains(t, s.Stderr(), "keys generated at startup")
+	s.Stop(t)
+}
+
+type whoami struct {
+	Sub       string   `json:"sub"`
+	Username  string   `json:"username"`
+	Groups    []string `json:"groups"`
+	Scopes    []string `json:"scopes"`
+	Email     string   `json:"email"`
+	MCPClient *struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"mcp_client"`
+}
+
+// TestTools calls an example's tools in process (no proxy: the claims are
+// put in the context directly) for users in and out of the admin group.
+func TestTools(t *testing.T, mcpHandler http.Handler) {
+	claims := func(groups ...string) *cognitomcp.Claims {
+		return &cognitomcp.Claims{Subject: "sub-1", Username: "u", Groups: groups, Scopes: []string{"openid"},
+			Email: "u@example.com", Expiry: time.Now().Add(time.Hour),
+			MCPClient: &cognitomcp.ClientInfo{ID: "client-1", Name: "Client One"}}
+	}
+	tests := []struct {
+		name    string
+		tool    string
+		claims  *cognitomcp.Claims
+		isError bool
+		text    string
+	}{
+		{"whoami", "whoami", claims("dev"),
+			false, `{"sub":"sub-1","username":"u","groups":["dev"],"scopes":["openid"],"email":"u@example.com","mcp_client":{"id":"client-1","name":"Client One"}}`},
+		{"whoami without groups", "whoami", claims(), false, `"groups":[]`},
+		{"admin_report as admin", "admin_report", claims("staff", "admin"), false, `"requested_by":"u"`},
+		{"admin_report without groups", "admin_report", claims(),
+			true, `admin_report requires membership in the Cognito group "admin"; you are in: (none)`},
+		{"admin_report in other groups", "admin_report", claims("staff", "dev"),
+			true, `admin_report requires membership in the Cognito group "admin"; you are in: staff, dev`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := CallInProcess(t, mcpHandler, tc.claims, tc.tool)
+			assert.Equal(t, tc.isError, res.IsError)
+			if strings.HasPrefix(tc.text, "{") { // the whole answer; the SDKs order keys differently
+				assert.JSONEq(t, tc.text, Text(t, res))
+			} else {
+				assert.Contains(t, Text(t, res), tc.text)
+			}
+		})
+	}
+}
