@@ -1,51 +1,107 @@
 package cognitomcp
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"math"
+	"strings"
 	"sync"
 	"time"
 )
 
-// tokenCache maps the SHA-256 of a token to its verified claims until a
-// deadline. It is bounded: each shard holds at most its share of the
-// entries, and a full shard drops expired entries first, then arbitrary
-// ones. Lookups do not allocate.
+// tokenCache maps tokens to their verified claims until a deadline, which
+// the caller sets no later than the token's exp (and, behind the proxy, the
+// revocation bound). An entry is found by the SHA-256 of the token's
+// signature and used only if the rest of the token, its signing input, is
+// the one the entry holds, byte for byte (see tokenKey). It is bounded
+// twice, each of its shards holding at most its share of both: in entries,
+// and in bytes as estimated by entrySize. A full shard drops the expired
+// entries among a sample first, then arbitrary ones (map order is random).
+// Lookups take a shard's read lock and do not allocate.
 type tokenCache struct {
-	perShard int
-	shards   [cacheShards]cacheShard
+	maxEntries int   // per shard
+	maxBytes   int64 // per shard
+	shards     [cacheShards]cacheShard
 }
 
-const cacheShards = 32
+const (
+	cacheShards = 32
+
+	// defaultCacheBytes bounds a cache's estimated memory: room for the
+	// default 10,000 entries with tokens of up to about 5 KiB.
+	defaultCacheBytes = 64 << 20
+
+	// evictSample is how many entries a full shard inspects for expired ones
+	// before it evicts live ones: eviction costs O(evictSample), not O(shard).
+	evictSample = 32
+)
 
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[[32]byte]cacheEntry
+	mu    sync.RWMutex
+	m     map[[32]byte]cacheEntry
+	bytes int64    // sum of the entries' sizes
+	_     [24]byte // one shard per cache line: readers of two shards do not contend
 }
 
 type cacheEntry struct {
 	claims *Claims
-	until  time.Time
+	input  string // the token's signing input (see tokenKey)
+	until  int64  // unix nanoseconds
+	size   int64  // entrySize
 }
 
-// newTokenCache returns a cache of about size entries; nil when size < 0.
-func newTokenCache(size int) *tokenCache {
-	if size < 0 {
+// newTokenCache returns a cache of about entries tokens and at most
+// defaultCacheBytes; nil when entries < 0.
+func newTokenCache(entries int) *tokenCache {
+	return newTokenCacheBytes(entries, defaultCacheBytes)
+}
+
+// newTokenCacheBytes returns a cache of about entries tokens and maxBytes
+// estimated bytes; nil when entries < 0.
+func newTokenCacheBytes(entries int, maxBytes int64) *tokenCache {
+	if entries < 0 {
 		return nil
 	}
-	per := max(size/cacheShards, 1)
-	c := &tokenCache{perShard: per}
+	c := &tokenCache{maxEntries: max(entries/cacheShards, 1), maxBytes: max(maxBytes/cacheShards, 1)}
 	for i := range c.shards {
 		c.shards[i].m = make(map[[32]byte]cacheEntry)
 	}
 	return c
 }
 
+// tokenKey splits raw for the cache: key is the SHA-256 of the part after
+// its second dot (a JWS's signature, the part that makes it a credential),
+// input the part up to it, dot included (the signing input), which an entry
+// keeps and a hit must match byte for byte; without two dots, key hashes it
+// all. As raw = input+signature, a hit is exactly a token verified before;
+// and the cache holds nothing a client could present, while a request hashes
+// the ~340 bytes of an RS256 signature rather than the whole ~1 KiB token.
+// The signature is hashed from a pooled copy: converting the string would
+// allocate on every request. Callers bound len(raw).
+func tokenKey(raw string) (key [32]byte, input string) {
+	i := 0
+	if d1 := strings.IndexByte(raw, '.'); d1 >= 0 {
+		if d2 := strings.IndexByte(raw[d1+1:], '.'); d2 >= 0 {
+			i = d1 + 1 + d2 + 1
+		}
+	}
+	bp := keyScratch.Get().(*[]byte)
+	b := append((*bp)[:0], raw[i:]...)
+	key = sha256.Sum256(b)
+	*bp = b
+	keyScratch.Put(bp)
+	return key, raw[:i]
+}
+
+var keyScratch = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
 func (c *tokenCache) shard(key [32]byte) *cacheShard {
 	return &c.shards[binary.LittleEndian.Uint32(key[:4])%cacheShards]
 }
 
-// get returns the claims cached under key if now is before their deadline.
-func (c *tokenCache) get(key [32]byte, now time.Time) (*Claims, bool) {
+// get returns the claims cached for the token tokenKey split into key and
+// input, if now is before their deadline.
+func (c *tokenCache) get(key [32]byte, input string, now time.Time) (*Claims, bool) {
 	if c == nil {
 		return nil, false
 	}
@@ -53,49 +109,126 @@ func (c *tokenCache) get(key [32]byte, now time.Time) (*Claims, bool) {
 	s.mu.RLock()
 	e, ok := s.m[key]
 	s.mu.RUnlock()
-	if !ok || !now.Before(e.until) {
+	if !ok || e.input != input || now.UnixNano() >= e.until {
 		return nil, false
 	}
 	return e.claims, true
 }
 
-// put caches claims under key until the deadline.
-func (c *tokenCache) put(key [32]byte, claims *Claims, until, now time.Time) {
+// put caches claims for the token tokenKey split into key and input, until
+// the deadline. Claims too large for a shard's share of the byte bound are
+// not cached.
+func (c *tokenCache) put(key [32]byte, input string, claims *Claims, until, now time.Time) {
 	if c == nil || !now.Before(until) {
 		return
 	}
+	e := cacheEntry{claims: claims, until: unixNanos(until), size: entrySize(claims) + int64(len(input))}
+	if e.size > c.maxBytes {
+		return
+	}
+	e.input = strings.Clone(input) // not a substring that would keep the signature alive
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.m) >= c.perShard {
-		s.evict(now, c.perShard)
+	if old, ok := s.m[key]; ok {
+		s.remove(key, old)
 	}
-	s.m[key] = cacheEntry{claims: claims, until: until}
+	s.makeRoom(now.UnixNano(), e.size, c.maxEntries, c.maxBytes)
+	s.m[key] = e
+	s.bytes += e.size
 }
 
-// delete drops key, so a token revoked on this replica is refused at once.
-func (c *tokenCache) delete(key [32]byte) {
+// delete drops the token raw, so a token revoked on this replica is refused
+// at once.
+func (c *tokenCache) delete(raw string) {
 	if c == nil {
 		return
 	}
+	key, input := tokenKey(raw)
 	s := c.shard(key)
 	s.mu.Lock()
-	delete(s.m, key)
+	if e, ok := s.m[key]; ok && e.input == input {
+		s.remove(key, e)
+	}
 	s.mu.Unlock()
 }
 
-// evict makes room for one entry: expired entries go first; if none had
-// expired, one arbitrary entry goes (map order is random).
-func (s *cacheShard) evict(now time.Time, limit int) {
+// stats returns the number of entries and their estimated bytes.
+func (c *tokenCache) stats() (entries int, bytes int64) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		entries += len(s.m)
+		bytes += s.bytes
+		s.mu.RUnlock()
+	}
+	return entries, bytes
+}
+
+// makeRoom evicts until one more entry of size bytes fits: first the expired
+// entries among evictSample of them, then arbitrary ones. s.mu must be held.
+func (s *cacheShard) makeRoom(now, size int64, maxEntries int, maxBytes int64) {
+	full := func() bool { return len(s.m) >= maxEntries || s.bytes+size > maxBytes }
+	if !full() {
+		return
+	}
+	seen := 0
 	for k, e := range s.m {
-		if !now.Before(e.until) {
-			delete(s.m, k)
+		if seen++; seen > evictSample {
+			break
+		}
+		if now >= e.until {
+			s.remove(k, e)
 		}
 	}
-	for k := range s.m {
-		if len(s.m) < limit {
+	for k, e := range s.m {
+		if !full() {
 			return
 		}
-		delete(s.m, k)
+		s.remove(k, e)
 	}
 }
+
+// remove deletes the entry e under k. s.mu must be held.
+func (s *cacheShard) remove(k [32]byte, e cacheEntry) {
+	delete(s.m, k)
+	s.bytes -= e.size
+}
+
+// Sizes for entrySize, in bytes on 64-bit platforms: calibrated so that the
+// estimate of a Cognito access token's entry matches its measured heap
+// (BenchmarkTokenCacheHeap), allocator size classes included. put adds the
+// signing input the entry keeps.
+const (
+	entryOverhead = 480 // the map slot and the Claims struct, rounded up
+	sliceElem     = 16  // a string header in Groups or Scopes
+	clientInfo    = 48  // a ClientInfo
+)
+
+// entrySize estimates the memory an entry keeps alive: its map slot, the
+// Claims and what they point to. Each cached Claims is a copy of its own, so
+// the estimates add up.
+func entrySize(c *Claims) int64 {
+	n := entryOverhead + len(c.raw) + len(c.Issuer) + len(c.Subject) + len(c.Username) +
+		len(c.ClientID) + len(c.TokenUse) + len(c.Email)
+	for _, g := range c.Groups {
+		n += sliceElem + len(g)
+	}
+	for _, s := range c.Scopes {
+		n += sliceElem + len(s)
+	}
+	if c.MCPClient != nil {
+		n += clientInfo + len(c.MCPClient.ID) + len(c.MCPClient.Name)
+	}
+	return int64(n)
+}
+
+// unixNanos is t in unix nanoseconds, saturated at the int64 range.
+func unixNanos(t time.Time) int64 {
+	if t.After(maxUnixNano) {
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var maxUnixNano = time.Unix(0, math.MaxInt64)

@@ -2,7 +2,6 @@ package cognitomcp
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,9 +18,12 @@ const proxyTokenSkew = 5 * time.Second
 // RevocationCheckInterval (and never past its exp); then the store is asked
 // again whether it was revoked and whether its grant still lives.
 func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, error) {
+	if len(raw) > maxJWSLen {
+		return nil, tokenError(fmt.Errorf("%w: %w", ErrInvalidSignature, errJWTTooLarge), "invalid token")
+	}
 	now := p.now()
-	key := sha256.Sum256([]byte(raw))
-	if c, ok := p.tokens.get(key, now); ok {
+	key, input := tokenKey(raw)
+	if c, ok := p.tokens.get(key, input, now); ok {
 		return c, nil
 	}
 	var tc proxyClaims
@@ -42,7 +44,7 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 		MCPClient: &ClientInfo{ID: g.ClientID, Name: g.ClientName}, raw: g.User.Raw,
 	}
 	until := earliest(c.Expiry.Add(proxyTokenSkew), now.Add(p.revocationCheck), g.Upstream.Expiry)
-	p.tokens.put(key, c, until, now)
+	p.tokens.put(key, input, c, until, now)
 	return c, nil
 }
 

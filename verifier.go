@@ -64,6 +64,12 @@ type VerifierConfig struct {
 	// negative disables the cache. An entry never outlives its token's exp.
 	CacheSize int
 
+	// CacheMaxBytes bounds the verified-token cache's memory, as estimated
+	// per entry: the token's payload, its decoded claims and a fixed
+	// overhead of about 500 bytes (a Cognito access token's entry comes to
+	// about 2 KiB). Default 64 MiB; negative is an error.
+	CacheMaxBytes int64
+
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 
@@ -132,6 +138,9 @@ func newVerifierWithDiscovery(ctx context.Context, cfg VerifierConfig) (*Verifie
 	if cfg.ClockSkew < 0 || cfg.ClockSkew > 5*time.Minute {
 		return nil, nil, fmt.Errorf("cognitomcp: VerifierConfig.ClockSkew: %v is outside [0, 5m]", cfg.ClockSkew)
 	}
+	if cfg.CacheMaxBytes < 0 {
+		return nil, nil, fmt.Errorf("cognitomcp: VerifierConfig.CacheMaxBytes: %d is negative", cfg.CacheMaxBytes)
+	}
 	client := cfg.HTTPClient
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
@@ -156,6 +165,10 @@ func newVerifierWithDiscovery(ctx context.Context, cfg VerifierConfig) (*Verifie
 	if size == 0 {
 		size = 10_000
 	}
+	maxBytes := cfg.CacheMaxBytes
+	if maxBytes == 0 {
+		maxBytes = defaultCacheBytes
+	}
 	return &Verifier{
 		issuers:   issuers,
 		clientIDs: slices.Clone(cfg.ClientIDs),
@@ -164,7 +177,7 @@ func newVerifierWithDiscovery(ctx context.Context, cfg VerifierConfig) (*Verifie
 		skew:      cfg.ClockSkew,
 		now:       now,
 		keys:      ks,
-		cache:     newTokenCache(size),
+		cache:     newTokenCacheBytes(size, maxBytes),
 	}, doc, nil
 }
 
@@ -293,15 +306,23 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*discove
 // signing keys cannot be fetched.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	now := v.now()
-	key := sha256.Sum256([]byte(raw))
-	if c, ok := v.cache.get(key, now); ok {
-		return c, nil
+	// Oversized tokens skip the cache, so they are refused without hashing.
+	cached := v.cache != nil && len(raw) <= maxTokenBytes
+	var key [32]byte
+	var input string
+	if cached {
+		key, input = tokenKey(raw)
+		if c, ok := v.cache.get(key, input, now); ok {
+			return c, nil
+		}
 	}
 	c, err := v.verify(ctx, raw, now)
 	if err != nil {
 		return nil, err
 	}
-	v.cache.put(key, c, c.Expiry.Add(v.skew), now)
+	if cached {
+		v.cache.put(key, input, c, c.Expiry.Add(v.skew), now)
+	}
 	return c, nil
 }
 
