@@ -17,19 +17,8 @@ import (
 // upstream; an access token is revoked by its jti until it expires. An
 // unknown or malformed token gets 200, as the RFC says.
 func (p *Proxy) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if !p.limits.token.allow(p.clientIP(r)) {
-		p.tokenError(w, r, oauthError(http.StatusTooManyRequests, CodeSlowDown, "too many requests", nil))
-		return
-	}
-	form, e := parseForm(w, r)
-	if e != nil {
-		p.tokenError(w, r, e)
-		return
-	}
-	client, e := p.authenticateClient(r, form)
-	if e != nil {
-		p.tokenError(w, r, e)
+	form, client, ok := p.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	token := form.Get("token")

@@ -55,23 +55,13 @@ type proxyClaims struct {
 // grants for public clients. invalid_grant and invalid_client are 401 (MCP);
 // other errors 400; a store or Cognito outage 503.
 func (p *Proxy) handleToken(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	if !p.limits.token.allow(p.clientIP(r)) {
-		p.tokenError(w, r, oauthError(http.StatusTooManyRequests, CodeSlowDown, "too many token requests", nil))
-		return
-	}
-	form, e := parseForm(w, r)
-	if e != nil {
-		p.tokenError(w, r, e)
-		return
-	}
-	client, e := p.authenticateClient(r, form)
-	if e != nil {
-		p.tokenError(w, r, e)
+	form, client, ok := p.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	var resp *tokenResponse
+	var e *Error
 	switch form.Get("grant_type") {
 	case "authorization_code":
 		resp, e = p.redeemCode(r.Context(), client, form)
@@ -87,6 +77,25 @@ func (p *Proxy) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// clientRequest is the common start of /token and /revoke: no caching, the
+// per-IP limit, the form, and the client. On failure it has answered.
+func (p *Proxy) clientRequest(w http.ResponseWriter, r *http.Request) (url.Values, *clientRecord, bool) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !p.limits.token.allow(p.clientIP(r)) {
+		p.tokenError(w, r, oauthError(http.StatusTooManyRequests, CodeSlowDown, "too many requests", nil))
+		return nil, nil, false
+	}
+	form, e := parseForm(w, r)
+	if e == nil {
+		var client *clientRecord
+		if client, e = p.authenticateClient(r, form); e == nil {
+			return form, client, true
+		}
+	}
+	p.tokenError(w, r, e)
+	return nil, nil, false
 }
 
 func (p *Proxy) tokenError(w http.ResponseWriter, r *http.Request, e *Error, attrs ...any) {
