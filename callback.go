@@ -109,7 +109,9 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 	}
 	cfg := p.upstream
 	cfg.Scopes = upstreamScopes(txn.Scopes)
-	tok, err := cfg.Exchange(p.upstreamContext(ctx), code, oauth2.VerifierOption(txn.UpstreamVerifier))
+	uctx, cancel := p.upstreamContext(ctx)
+	defer cancel()
+	tok, err := cfg.Exchange(uctx, code, oauth2.VerifierOption(txn.UpstreamVerifier))
 	if err != nil {
 		return nil, fail("exchange code at Cognito", upstreamError(err))
 	}
@@ -131,9 +133,16 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 	return grant, nil
 }
 
-// upstreamContext carries the proxy's HTTP client to x/oauth2.
-func (p *Proxy) upstreamContext(ctx context.Context) context.Context {
-	return context.WithValue(ctx, oauth2.HTTPClient, p.httpClient)
+// upstreamTimeout bounds each call to Cognito's token endpoint even when
+// ProxyConfig.HTTPClient has no Timeout: above the default client's 10 s,
+// below lockTTL, so a refresh under the grant's lock ends before the lock.
+const upstreamTimeout = 15 * time.Second
+
+// upstreamContext carries the proxy's HTTP client to x/oauth2, with a
+// deadline of upstreamTimeout at most.
+func (p *Proxy) upstreamContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, upstreamTimeout)
+	return context.WithValue(ctx, oauth2.HTTPClient, p.httpClient), cancel
 }
 
 // upstreamError keeps the OAuth error code of a Cognito token-endpoint

@@ -149,7 +149,7 @@ type ProxyConfig struct {
 // negative number disables that limit. IPv6 clients count per /64.
 type RateLimits struct {
 	Register  int // default 10 per minute
-	Authorize int // default 60 per minute
+	Authorize int // default 60 per minute, consent-page renderings included
 	Token     int // default 120 per minute
 	// MaxTrackedIPs bounds the limiter's memory. Default 100,000.
 	MaxTrackedIPs int

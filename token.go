@@ -313,7 +313,9 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 	if g.Upstream.RefreshToken == "" {
 		return &oauth2.RetrieveError{ErrorCode: CodeInvalidGrant}
 	}
-	tok, err := p.upstream.TokenSource(p.upstreamContext(ctx), &oauth2.Token{RefreshToken: g.Upstream.RefreshToken}).Token()
+	uctx, cancel := p.upstreamContext(ctx)
+	defer cancel()
+	tok, err := p.upstream.TokenSource(uctx, &oauth2.Token{RefreshToken: g.Upstream.RefreshToken}).Token()
 	if err != nil {
 		return err
 	}
