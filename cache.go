@@ -76,8 +76,7 @@ func newTokenCacheBytes(entries int, maxBytes int64) *tokenCache {
 // all. As raw = input+signature, a hit is exactly a token verified before;
 // and the cache holds nothing a client could present, while a request hashes
 // the ~340 bytes of an RS256 signature rather than the whole ~1 KiB token.
-// The signature is hashed from a pooled copy: converting the string would
-// allocate on every request. Callers bound len(raw).
+// Callers bound len(raw).
 func tokenKey(raw string) (key [32]byte, input string) {
 	i := 0
 	if d1 := strings.IndexByte(raw, '.'); d1 >= 0 {
@@ -85,15 +84,21 @@ func tokenKey(raw string) (key [32]byte, input string) {
 			i = d1 + 1 + d2 + 1
 		}
 	}
-	bp := keyScratch.Get().(*[]byte)
-	b := append((*bp)[:0], raw[i:]...)
-	key = sha256.Sum256(b)
-	*bp = b
-	keyScratch.Put(bp)
-	return key, raw[:i]
+	return sha256String(raw[i:]), raw[:i]
 }
 
-var keyScratch = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// sha256String is sha256.Sum256 of s without the allocation of []byte(s):
+// s is hashed from a pooled copy. Callers bound len(s).
+func sha256String(s string) [32]byte {
+	bp := hashScratch.Get().(*[]byte)
+	b := append((*bp)[:0], s...)
+	sum := sha256.Sum256(b)
+	*bp = b
+	hashScratch.Put(bp)
+	return sum
+}
+
+var hashScratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (c *tokenCache) shard(key [32]byte) *cacheShard {
 	return &c.shards[binary.LittleEndian.Uint32(key[:4])%cacheShards]

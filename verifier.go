@@ -1,11 +1,9 @@
 package cognitomcp
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -378,7 +376,7 @@ func (v *Verifier) verifySignature(ctx context.Context, raw string) ([]byte, err
 		}
 		return nil, tokenError(err, "invalid token")
 	}
-	digest := sha256.Sum256([]byte(signed))
+	digest := sha256String(signed)
 	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig); err != nil {
 		return nil, tokenError(ErrInvalidSignature, "invalid token")
 	}
@@ -401,8 +399,7 @@ func splitCognitoJWS(raw string) (h jwtHeader, payload []byte, signed string, si
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return h, nil, "", nil, fmt.Errorf("%w: base64: %w", ErrMalformedToken, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(hb))
-	if err := dec.Decode(&h); err != nil {
+	if err := json.Unmarshal(hb, &h); err != nil {
 		return h, nil, "", nil, fmt.Errorf("%w: header: %w", ErrMalformedToken, err)
 	}
 	if len(h.Crit) > 0 {
