@@ -13,7 +13,9 @@ import (
 // the caller sets no later than the token's exp (and, behind the proxy, the
 // revocation bound). An entry is found by the SHA-256 of the token's
 // signature and used only if the rest of the token, its signing input, is
-// the one the entry holds, byte for byte (see tokenKey). It is bounded
+// the one the entry holds, byte for byte (see tokenKey). It holds only
+// RFC 6750 b64tokens of at most maxCachedToken bytes, so a hit also answers
+// the middleware's syntax check of the Authorization header. It is bounded
 // twice, each of its shards holding at most its share of both: in entries,
 // and in bytes as estimated by entrySize. A full shard drops the expired
 // entries among a sample first, then arbitrary ones (map order is random).
@@ -34,6 +36,10 @@ const (
 	// evictSample is how many entries a full shard inspects for expired ones
 	// before it evicts live ones: eviction costs O(evictSample), not O(shard).
 	evictSample = 32
+
+	// maxCachedToken bounds the tokens the cache hashes and holds: longer
+	// ones (which neither verifier accepts) miss at once.
+	maxCachedToken = 16 << 10
 )
 
 type cacheShard struct {
@@ -76,7 +82,7 @@ func newTokenCacheBytes(entries int, maxBytes int64) *tokenCache {
 // all. As raw = input+signature, a hit is exactly a token verified before;
 // and the cache holds nothing a client could present, while a request hashes
 // the ~340 bytes of an RS256 signature rather than the whole ~1 KiB token.
-// Callers bound len(raw).
+// Callers bound len(raw) by maxCachedToken.
 func tokenKey(raw string) (key [32]byte, input string) {
 	i := 0
 	if d1 := strings.IndexByte(raw, '.'); d1 >= 0 {
@@ -104,12 +110,13 @@ func (c *tokenCache) shard(key [32]byte) *cacheShard {
 	return &c.shards[binary.LittleEndian.Uint32(key[:4])%cacheShards]
 }
 
-// get returns the claims cached for the token tokenKey split into key and
-// input, if now is before their deadline.
-func (c *tokenCache) get(key [32]byte, input string, now time.Time) (*Claims, bool) {
-	if c == nil {
+// get returns the claims cached for the token raw, if now is before their
+// deadline.
+func (c *tokenCache) get(raw string, now time.Time) (*Claims, bool) {
+	if c == nil || len(raw) > maxCachedToken {
 		return nil, false
 	}
+	key, input := tokenKey(raw)
 	s := c.shard(key)
 	s.mu.RLock()
 	e, ok := s.m[key]
@@ -120,13 +127,14 @@ func (c *tokenCache) get(key [32]byte, input string, now time.Time) (*Claims, bo
 	return e.claims, true
 }
 
-// put caches claims for the token tokenKey split into key and input, until
-// the deadline. Claims too large for a shard's share of the byte bound are
-// not cached.
-func (c *tokenCache) put(key [32]byte, input string, claims *Claims, until, now time.Time) {
-	if c == nil || !now.Before(until) {
+// put caches claims for the token raw until the deadline. A token that is
+// no b64token, longer than maxCachedToken, or whose claims exceed a shard's
+// share of the byte bound is not cached.
+func (c *tokenCache) put(raw string, claims *Claims, until, now time.Time) {
+	if c == nil || !now.Before(until) || len(raw) > maxCachedToken || !isB64Token(raw) {
 		return
 	}
+	key, input := tokenKey(raw)
 	e := cacheEntry{claims: claims, until: unixNanos(until), size: entrySize(claims) + int64(len(input))}
 	if e.size > c.maxBytes {
 		return
@@ -146,7 +154,7 @@ func (c *tokenCache) put(key [32]byte, input string, claims *Claims, until, now 
 // delete drops the token raw, so a token revoked on this replica is refused
 // at once.
 func (c *tokenCache) delete(raw string) {
-	if c == nil {
+	if c == nil || len(raw) > maxCachedToken {
 		return
 	}
 	key, input := tokenKey(raw)

@@ -124,7 +124,7 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 	grant := &grantRecord{
 		ID: randomToken(16), Secret: randomToken(32), ClientID: txn.ClientID, ClientName: txn.ClientName,
 		Scopes: txn.Scopes, Resource: txn.Resource, User: *user,
-		Upstream:  upstreamTokens{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: expiry},
+		Upstream:  upstreamTokens{RefreshToken: tok.RefreshToken, Expiry: expiry},
 		CreatedAt: now, ExpiresAt: now.Add(p.refreshTTL),
 	}
 	if err := p.put(ctx, storeKey(kindGrant, grant.ID), grant, p.refreshTTL); err != nil {

@@ -98,7 +98,7 @@ func newFzEnv(tb testing.TB, discard ...string) *fzEnv {
 	e.grant = &grantRecord{ID: fzGrantID, Secret: fzGrantSecret, ClientID: fzClientID, ClientName: "Fuzz",
 		Scopes: []string{"openid", "email"}, Resource: p.resource,
 		User:       userClaims{Subject: "sub-alice", Username: "alice", Issuer: e.pool.Issuer, AppID: e.app.ID},
-		Upstream:   upstreamTokens{AccessToken: "upstream", RefreshToken: "upstream-rt", Expiry: e.now.Add(24 * time.Hour)},
+		Upstream:   upstreamTokens{RefreshToken: "upstream-rt", Expiry: e.now.Add(24 * time.Hour)},
 		Generation: 1, RotatedAt: e.now, RotatedScopes: []string{"openid", "email"}, CreatedAt: e.now, ExpiresAt: e.now.Add(30 * 24 * time.Hour)}
 	for key, v := range map[string]any{storeKey(kindClient, fzClientID): e.client, storeKey(kindGrant, e.grant.ID): e.grant} {
 		b, err := p.seal(key, v) // stored past the discarding wrapper

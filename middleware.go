@@ -100,14 +100,30 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 	})
 }
 
+// tokenLookup is implemented by the package's own verifiers: cached returns
+// the claims of a token verified before from a cache that holds only
+// b64tokens, so that on a hit (the common case in an MCP session) the
+// header's syntax needs no check of its own.
+type tokenLookup interface {
+	cached(raw string) (*Claims, bool)
+}
+
 func (m *middleware) authenticate(r *http.Request) (*Claims, error) {
 	raw, err := bearerToken(r)
 	if err != nil {
 		return nil, err
 	}
-	claims, err := m.verifier.Verify(r.Context(), raw)
-	if err != nil {
-		return nil, err
+	var claims *Claims
+	if l, ok := m.verifier.(tokenLookup); ok {
+		claims, _ = l.cached(raw)
+	}
+	if claims == nil {
+		if !isB64Token(raw) {
+			return nil, invalidRequest("malformed bearer token")
+		}
+		if claims, err = m.verifier.Verify(r.Context(), raw); err != nil {
+			return nil, err
+		}
 	}
 	if missing := missingScopes(claims.Scopes, m.scopes); len(missing) > 0 {
 		return claims, m.scopeError(missing)
@@ -226,8 +242,10 @@ func isPreflight(r *http.Request) bool {
 }
 
 // bearerToken returns the token of the request's one Authorization header
-// (RFC 6750 §2.1). No header, or another scheme, is ErrNoToken; two headers
-// or a token that is not a b64token is ErrInvalidRequest.
+// (RFC 6750 §2.1): no header, or another scheme, is ErrNoToken; two headers
+// are ErrInvalidRequest. The caller checks that the token is a b64token
+// (authenticate does, unless the verifier's cache, which holds only
+// b64tokens, has it).
 func bearerToken(r *http.Request) (string, error) {
 	vals := r.Header["Authorization"]
 	switch {
@@ -240,11 +258,7 @@ func bearerToken(r *http.Request) (string, error) {
 	if !strings.EqualFold(scheme, "Bearer") {
 		return "", ErrNoToken
 	}
-	token = strings.TrimLeft(token, " ")
-	if token == "" || !isB64Token(token) {
-		return "", invalidRequest("malformed bearer token")
-	}
-	return token, nil
+	return strings.TrimLeft(token, " "), nil
 }
 
 func invalidRequest(description string) *Error {

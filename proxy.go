@@ -224,7 +224,7 @@ func NewProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 		}
 	}
 	p.tokens = newTokenCache(10_000)
-	p.mw = &middleware{verifier: TokenVerifierFunc(p.verifyAccessToken), metadataURL: p.prmURL,
+	p.mw = &middleware{verifier: proxyTokens{p}, metadataURL: p.prmURL,
 		scopeParam: strings.Join(p.scopes, " "), errorHandler: DefaultErrorHandler, logger: cfg.Logger}
 	p.routes = p.buildRoutes()
 	return p, nil
@@ -337,6 +337,7 @@ func (p *Proxy) configureUpstream(ctx context.Context, cfg *ProxyConfig) error {
 	v, doc, err := newVerifierWithDiscovery(ctx, VerifierConfig{
 		UserPoolID: cfg.UserPoolID, Region: cfg.Region, IssuerURL: cfg.IssuerURL,
 		ClientIDs: []string{cfg.ClientID}, HTTPClient: p.httpClient, Now: p.now, ClockSkew: 30 * time.Second,
+		CacheSize: -1, // each Cognito token is verified once, at the callback or a refresh
 	})
 	if err != nil {
 		return err

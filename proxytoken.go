@@ -22,8 +22,7 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 		return nil, tokenError(fmt.Errorf("%w: %w", ErrInvalidSignature, errJWTTooLarge), "invalid token")
 	}
 	now := p.now()
-	key, input := tokenKey(raw)
-	if c, ok := p.tokens.get(key, input, now); ok {
+	if c, ok := p.tokens.get(raw, now); ok {
 		return c, nil
 	}
 	var tc proxyClaims
@@ -44,8 +43,21 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 		MCPClient: &ClientInfo{ID: g.ClientID, Name: g.ClientName}, raw: g.User.Raw,
 	}
 	until := earliest(c.Expiry.Add(proxyTokenSkew), now.Add(p.revocationCheck), g.Upstream.Expiry)
-	p.tokens.put(key, input, c, until, now)
+	p.tokens.put(raw, c, until, now)
 	return c, nil
+}
+
+// proxyTokens is the TokenVerifier of the proxy's own access tokens that
+// the proxy's RequireToken uses: verifyAccessToken, and its cache as a
+// tokenLookup.
+type proxyTokens struct{ p *Proxy }
+
+func (t proxyTokens) Verify(ctx context.Context, raw string) (*Claims, error) {
+	return t.p.verifyAccessToken(ctx, raw)
+}
+
+func (t proxyTokens) cached(raw string) (*Claims, bool) {
+	return t.p.tokens.get(raw, t.p.now())
 }
 
 // checkProxyClaims checks iss, the exact audience (RFC 8707: a token for

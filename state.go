@@ -121,11 +121,13 @@ type userClaims struct {
 	Raw      json.RawMessage `json:"raw,omitempty"` // access-token claims merged with ID-token claims
 }
 
-// upstreamTokens are Cognito's tokens for a grant.
+// upstreamTokens is what the proxy keeps of Cognito's tokens for a grant:
+// the refresh token, and when the access token expires. The access and ID
+// tokens themselves are verified at the callback and dropped (their claims
+// live on in userClaims), which keeps a grant near 2.5 KB.
 type upstreamTokens struct {
-	AccessToken  string    `json:"at"`
 	RefreshToken string    `json:"rt,omitempty"`
-	Expiry       time.Time `json:"exp"` // of the access token
+	Expiry       time.Time `json:"exp"` // of Cognito's access token
 }
 
 // storeError wraps a store failure; ErrNotFound passes through.

@@ -324,7 +324,7 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 		return fmt.Errorf("refreshed Cognito tokens fail verification: %w", err)
 	}
 	g.User = *user
-	g.Upstream = upstreamTokens{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: expiry}
+	g.Upstream = upstreamTokens{RefreshToken: tok.RefreshToken, Expiry: expiry}
 	p.logger.Info("cognitomcp: refreshed Cognito tokens", "sub", user.Subject, "mcp_client", g.ClientID)
 	return nil
 }

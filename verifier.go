@@ -304,24 +304,21 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*discove
 // signing keys cannot be fetched.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	now := v.now()
-	// Oversized tokens skip the cache, so they are refused without hashing.
-	cached := v.cache != nil && len(raw) <= maxTokenBytes
-	var key [32]byte
-	var input string
-	if cached {
-		key, input = tokenKey(raw)
-		if c, ok := v.cache.get(key, input, now); ok {
-			return c, nil
-		}
+	if c, ok := v.cache.get(raw, now); ok {
+		return c, nil
 	}
 	c, err := v.verify(ctx, raw, now)
 	if err != nil {
 		return nil, err
 	}
-	if cached {
-		v.cache.put(key, input, c, c.Expiry.Add(v.skew), now)
-	}
+	v.cache.put(raw, c, c.Expiry.Add(v.skew), now)
 	return c, nil
+}
+
+// cached returns the claims of raw if Verify verified it before and they
+// are still cached (tokenLookup).
+func (v *Verifier) cached(raw string) (*Claims, bool) {
+	return v.cache.get(raw, v.now())
 }
 
 func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Claims, error) {

@@ -1,0 +1,285 @@
+// Command loadserver serves one MCP endpoint twice on loopback, with and
+// without cognitomcp in front, for load tests (scripts/bench.sh runs wrk
+// against both):
+//
+//	auth  http://127.0.0.1:PORT/mcp  proxy.Handler(mcp), as examples/server
+//	                                 mounts it, a fake Cognito in-process
+//	open  http://127.0.0.1:PORT/mcp  the same mcp handler, no auth
+//
+// The MCP handler is go-sdk's streamable HTTP handler (stateless, JSON
+// responses) with one tool, "echo", behind the claims bridge of
+// examples/server; with -handler=json it is a fixed JSON-RPC answer instead,
+// which makes the middleware's share of each request as large as it gets.
+//
+// Once both listen, loadserver signs in through the proxy (register,
+// authorize, consent, the fake Cognito, callback, token) and prints one JSON
+// line to stdout: {"auth": URL, "open": URL, "token": access token}. It
+// serves until SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/cognitomcp/cognitomcp"
+	"github.com/cognitomcp/cognitomcp/cognitotest"
+)
+
+func main() {
+	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP) or "json" (a fixed answer)`)
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the serving (after sign-in) to this file")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *handler, *cpuprofile, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "loadserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, handler, cpuprofile string, stdout io.Writer) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var mcpHandler, bridged http.Handler
+	switch handler {
+	case "gosdk":
+		mcpHandler = newMCPHandler(logger)
+		bridged = auth.RequireBearerToken(claimsBridge, nil)(mcpHandler)
+	case "json":
+		mcpHandler = http.HandlerFunc(fixedAnswer)
+		bridged = mcpHandler
+	default:
+		return fmt.Errorf("-handler: %q is neither gosdk nor json", handler)
+	}
+
+	authLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	openLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	base := "http://" + authLn.Addr().String()
+
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	defer pool.Close()
+	pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com", Groups: []string{"admin"}})
+	app := pool.AddClient(cognitotest.Client{Secret: "upstream-secret", CallbackURLs: []string{base + "/auth/callback"}})
+	pool.SetAutoLogin("alice")
+	proxy, err := cognitomcp.NewProxy(ctx, cognitomcp.ProxyConfig{
+		IssuerURL: pool.Issuer, ClientID: app.ID, ClientSecret: "upstream-secret", BaseURL: base,
+		Keys:       cognitomcp.KeyConfig{MasterSecret: []byte("loadserver-master-secret-32bytes")},
+		HTTPClient: pool.HTTPClient(), Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", mcpHandler)
+	servers := []*http.Server{
+		{Handler: proxy.Handler(bridged), ReadHeaderTimeout: 10 * time.Second},
+		{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- servers[0].Serve(authLn) }()
+	go func() { errc <- servers[1].Serve(openLn) }()
+
+	token, err := signIn(ctx, base, pool.Transport())
+	if err != nil {
+		return fmt.Errorf("sign in: %w", err)
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	line, _ := json.Marshal(map[string]string{"auth": proxy.Resource(), "open": "http://" + openLn.Addr().String() + "/mcp", "token": token})
+	fmt.Fprintln(stdout, string(line))
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(shutdown)
+	}
+	return nil
+}
+
+// newMCPHandler is go-sdk's streamable HTTP handler, stateless so that every
+// request stands alone, as wrk sends them.
+func newMCPHandler(logger *slog.Logger) http.Handler {
+	server := mcp.NewServer(&mcp.Implementation{Name: "loadserver", Version: "1.0.0"}, &mcp.ServerOptions{Logger: logger})
+	type echoArgs struct {
+		Text string `json:"text"`
+	}
+	mcp.AddTool(server, &mcp.Tool{Name: "echo", Description: "Returns its text."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, echoArgs, error) {
+			return nil, in, nil
+		})
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: logger})
+}
+
+// claimsBridge is examples/server's: go-sdk's TokenInfo from the claims the
+// proxy verified.
+func claimsBridge(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+	c, ok := cognitomcp.ClaimsFromContext(r.Context())
+	if !ok {
+		return nil, auth.ErrInvalidToken
+	}
+	return &auth.TokenInfo{UserID: c.Subject, Scopes: c.Scopes, Expiration: c.Expiry,
+		Extra: map[string]any{"claims": c}}, nil
+}
+
+var answer = []byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hello"}]}}` + "\n")
+
+// fixedAnswer reads the request and answers a fixed JSON-RPC result.
+func fixedAnswer(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(answer)
+}
+
+const redirectURI = "http://127.0.0.1:8976/callback"
+
+var consentField = regexp.MustCompile(`name="(txn|csrf)" value="([^"]*)"`)
+
+// signIn runs the authorization code flow against the proxy at base, as an
+// MCP client and its user's browser would, and returns the access token.
+func signIn(ctx context.Context, base string, transport http.RoundTripper) (string, error) {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Transport: transport, Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var reg struct {
+		ClientID string `json:"client_id"`
+	}
+	body := `{"client_name":"loadserver","redirect_uris":["` + redirectURI + `"],"token_endpoint_auth_method":"none"}`
+	if err := call(ctx, c, http.MethodPost, base+"/register", "application/json", body, http.StatusCreated, &reg); err != nil {
+		return "", err
+	}
+	verifier := strings.Repeat("v", 43)
+	sum := sha256.Sum256([]byte(verifier))
+	q := url.Values{"response_type": {"code"}, "client_id": {reg.ClientID}, "redirect_uri": {redirectURI},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
+		"state": {"s"}, "scope": {"openid email"}, "resource": {base + "/mcp"}}
+	next, err := redirect(ctx, c, http.MethodGet, base+"/authorize?"+q.Encode(), "", "")
+	if err != nil {
+		return "", err
+	}
+	var page string
+	if err := call(ctx, c, http.MethodGet, next, "", "", http.StatusOK, &page); err != nil {
+		return "", err
+	}
+	form := url.Values{"action": {"approve"}}
+	for _, m := range consentField.FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if next, err = redirect(ctx, c, http.MethodPost, base+"/consent", "application/x-www-form-urlencoded", form.Encode()); err != nil {
+		return "", err
+	}
+	for range 2 { // Cognito (auto-login), then the proxy's callback
+		if next, err = redirect(ctx, c, http.MethodGet, next, "", ""); err != nil {
+			return "", err
+		}
+	}
+	back, err := url.Parse(next)
+	if err != nil {
+		return "", err
+	}
+	tok := url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")}, "client_id": {reg.ClientID},
+		"code_verifier": {verifier}, "redirect_uri": {redirectURI}, "resource": {base + "/mcp"}}
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := call(ctx, c, http.MethodPost, base+"/token", "application/x-www-form-urlencoded", tok.Encode(), http.StatusOK, &out); err != nil {
+		return "", err
+	}
+	if out.AccessToken == "" {
+		return "", errors.New("no access_token")
+	}
+	return out.AccessToken, nil
+}
+
+// call sends a request and decodes a want answer into out (a *string takes
+// the body as is).
+func call(ctx context.Context, c *http.Client, method, u, contentType, body string, want int, out any) error {
+	resp, err := send(ctx, c, method, u, contentType, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: status %d: %.200s", method, resp.Request.URL.Path, resp.StatusCode, b)
+	}
+	if s, ok := out.(*string); ok {
+		*s = string(b)
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// redirect sends a request that must answer a redirect, and returns where to.
+func redirect(ctx context.Context, c *http.Client, method, u, contentType, body string) (string, error) {
+	resp, err := send(ctx, c, method, u, contentType, body)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
+		return "", fmt.Errorf("%s %s: status %d, want a redirect", method, resp.Request.URL.Path, resp.StatusCode)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return "", err
+	}
+	return loc.String(), nil
+}
+
+func send(ctx context.Context, c *http.Client, method, u, contentType, body string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return c.Do(req)
+}

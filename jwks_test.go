@@ -1,0 +1,68 @@
+package cognitomcp_test
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cognitomcp/cognitomcp"
+	"github.com/cognitomcp/cognitomcp/cognitotest"
+)
+
+// withKid returns tok with its header's kid replaced, keeping its payload
+// and (now wrong) signature: the kid is looked up before any signature is
+// checked, so this is all a flood of unknown kids needs.
+func withKid(t *testing.T, tok, kid string) string {
+	t.Helper()
+	parts := strings.SplitN(tok, ".", 2)
+	return b64e([]byte(`{"alg":"RS256","kid":"`+kid+`"}`)) + "." + parts[1]
+}
+
+// TestVerifierUnknownKidFlood sends 10,000 tokens with distinct unknown kids
+// per rate-limit window, from many goroutines: each window causes one JWKS
+// fetch, however many kids and callers.
+func TestVerifierUnknownKidFlood(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	good := f.accessToken(nil)
+	const perWindow, workers = 10_000, 16
+	for window := range 3 {
+		f.clock.Advance(2 * time.Minute) // past JWKSRefreshInterval (default 1 minute)
+		before := f.pool.Requests(cognitotest.EndpointJWKS)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < perWindow; i += workers {
+					kid := "unknown-" + strconv.Itoa(window) + "-" + strconv.Itoa(i)
+					_, err := f.access.Verify(t.Context(), withKid(t, good, kid))
+					if !assert.ErrorIs(t, err, cognitomcp.ErrUnknownKey) {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, before+1, f.pool.Requests(cognitotest.EndpointJWKS), "window %d: 10,000 unknown kids, one fetch", window)
+	}
+}
+
+// TestVerifierNoNetworkOnTheHotPath verifies tokens under known keys, good
+// and badly signed, with the cache off: the JWKS is never fetched again.
+func TestVerifierNoNetworkOnTheHotPath(t *testing.T) {
+	f := newVerifierFixture(t, 0) // CacheSize -1: every Verify checks the signature
+	f.clock.Advance(2 * time.Minute)
+	before := f.pool.Requests(cognitotest.EndpointJWKS)
+	good := f.accessToken(nil)
+	badSig := good[:len(good)-4] + "AAAA"
+	for range 200 {
+		_, err := f.access.Verify(t.Context(), good)
+		require.NoError(t, err)
+		_, err = f.access.Verify(t.Context(), badSig)
+		require.ErrorIs(t, err, cognitomcp.ErrInvalidSignature)
+	}
+	assert.Equal(t, before, f.pool.Requests(cognitotest.EndpointJWKS), "a known kid never fetches, even with a bad signature")
+}
