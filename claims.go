@@ -38,7 +38,8 @@ type Claims struct {
 	// outside the proxy (a Cognito token verified directly has no MCP client).
 	MCPClient *ClientInfo
 
-	raw json.RawMessage // the token payload (behind the proxy, the Cognito claims merged)
+	raw     json.RawMessage // the token payload (behind the proxy, the Cognito claims merged)
+	grantID string          // behind the proxy, the sign-in the token belongs to
 }
 
 // ClientInfo identifies an MCP client registered with the proxy.

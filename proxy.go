@@ -192,8 +192,9 @@ type Proxy struct {
 	limits                                                   limiters
 	clientIP                                                 func(*http.Request) string
 
-	tokens *tokenCache // verified proxy access tokens
-	mw     *middleware
+	tokens      *tokenCache   // verified proxy access tokens
+	revokedHere revokedGrants // grants this replica revoked lately
+	mw          *middleware
 
 	routes     map[string]http.Handler
 	httpClient *http.Client

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +24,7 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 		return nil, tokenError(fmt.Errorf("%w: %w", ErrInvalidSignature, errJWTTooLarge), "invalid token")
 	}
 	now := p.now()
-	if c, ok := p.tokens.get(raw, now); ok {
+	if c, ok := p.cachedToken(raw, now); ok {
 		return c, nil
 	}
 	var tc proxyClaims
@@ -40,7 +42,7 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 		Issuer: g.User.Issuer, Subject: g.User.Subject, Username: g.User.Username, ClientID: g.User.AppID,
 		TokenUse: AccessToken, Groups: g.User.Groups, Scopes: strings.Fields(tc.Scope), Email: g.User.Email,
 		Expiry: time.Unix(tc.Expiry, 0), IssuedAt: time.Unix(tc.IssuedAt, 0),
-		MCPClient: &ClientInfo{ID: g.ClientID, Name: g.ClientName}, raw: g.User.Raw,
+		MCPClient: &ClientInfo{ID: g.ClientID, Name: g.ClientName}, raw: g.User.Raw, grantID: g.ID,
 	}
 	until := earliest(c.Expiry.Add(proxyTokenSkew), now.Add(p.revocationCheck), g.Upstream.Expiry)
 	p.tokens.put(raw, c, until, now)
@@ -57,7 +59,57 @@ func (t proxyTokens) Verify(ctx context.Context, raw string) (*Claims, error) {
 }
 
 func (t proxyTokens) cached(raw string) (*Claims, bool) {
-	return t.p.tokens.get(raw, t.p.now())
+	return t.p.cachedToken(raw, t.p.now())
+}
+
+// cachedToken returns the cached claims of a token verified before, unless
+// this replica has since revoked the token's grant.
+func (p *Proxy) cachedToken(raw string, now time.Time) (*Claims, bool) {
+	c, ok := p.tokens.get(raw, now)
+	if !ok || p.revokedHere.has(c.grantID, now) {
+		return nil, false
+	}
+	return c, true
+}
+
+// revokedGrants remembers the grants this replica revoked, for one
+// RevocationCheckInterval: long enough for every cache entry made before
+// the revocation to expire, so those tokens stop here at once rather than
+// within the interval. It holds at most maxRevokedHere grants; past that
+// the interval bound still holds.
+type revokedGrants struct {
+	n  atomic.Int32 // len(m), read without the lock on the hot path
+	mu sync.Mutex
+	m  map[string]time.Time // grant id → until
+}
+
+const maxRevokedHere = 10_000
+
+func (r *revokedGrants) add(gid string, until, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[string]time.Time)
+	}
+	for id, t := range r.m {
+		if !now.Before(t) {
+			delete(r.m, id)
+		}
+	}
+	if len(r.m) < maxRevokedHere {
+		r.m[gid] = until
+	}
+	r.n.Store(int32(len(r.m)))
+}
+
+func (r *revokedGrants) has(gid string, now time.Time) bool {
+	if gid == "" || r.n.Load() == 0 {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	until, ok := r.m[gid]
+	return ok && now.Before(until)
 }
 
 // checkProxyClaims checks iss, the exact audience (RFC 8707: a token for

@@ -350,8 +350,11 @@ func TestReplicasEachStepOnAnotherReplica(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, status, "replica %s", replicaName(i))
 		assert.Equal(t, "invalid_grant", out["error"], "replica %s", replicaName(i))
 	}
-	// (A may still serve its cached verification of the family's access
-	// tokens until the bound too: revoking a grant evicts no cache entry.)
+	// A, which revoked, refuses the family's access tokens at once, cache or
+	// not; B and C within the bound.
+	status, challenge = rs.mustMCP(replicaA, access)
+	assert.Equal(t, http.StatusUnauthorized, status, "refused at once on the revoking replica")
+	assert.Contains(t, challenge, `error="invalid_token"`)
 	rs.clock.Advance(revocationBound)
 	for i := range 3 {
 		status, challenge := rs.mustMCP(i, access)

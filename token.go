@@ -382,13 +382,15 @@ func parseRefreshToken(raw string) (gid string, gen int, mac []byte, ok bool) {
 }
 
 // revokeGrant ends a sign-in: the grant goes, so every refresh token of its
-// family and every access token minted from it stop working on every
-// replica (within RevocationCheckInterval), and Cognito's refresh token is
-// revoked upstream.
+// family and every access token minted from it stop working, at once on
+// this replica and within RevocationCheckInterval on the others, and
+// Cognito's refresh token is revoked upstream.
 func (p *Proxy) revokeGrant(ctx context.Context, g *grantRecord, reason string) {
 	if err := p.del(ctx, storeKey(kindGrant, g.ID)); err != nil {
 		p.logger.Error("cognitomcp: revoke grant", "reason", err.Error())
 	}
+	now := p.now()
+	p.revokedHere.add(g.ID, now.Add(p.revocationCheck+proxyTokenSkew), now)
 	p.logger.Warn("cognitomcp: grant revoked", "why", reason, "sub", g.User.Subject, "mcp_client", g.ClientID)
 	if g.Upstream.RefreshToken != "" {
 		if err := p.revokeUpstream(ctx, g.Upstream.RefreshToken); err != nil {
