@@ -37,7 +37,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -90,13 +89,7 @@ type attackPool struct {
 
 func newAttackPool(t *testing.T) *attackPool {
 	clock := newTestClock()
-	pool := cognitotest.NewUserPool(cognitotest.Options{Now: clock.Now})
-	t.Cleanup(pool.Close)
-	pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com",
-		Groups: []string{"admin", "staff"}, Attributes: map[string]string{"custom:tenant": "acme"}})
-	pool.AddUser(cognitotest.User{Username: "bob", Password: "bob-pw-1", Email: "bob@example.com"})
-	pool.SetAutoLogin("alice")
-	return &attackPool{pool: pool, clock: clock}
+	return &attackPool{pool: newTestPool(t, clock), clock: clock}
 }
 
 // newAttackEnv builds what newProxyFixture builds, on the shared pool: a
@@ -111,27 +104,13 @@ func newAttackEnv(t *testing.T, shared *attackPool, mod func(*cognitomcp.ProxyCo
 	}))
 	t.Cleanup(a.evil.Close)
 
-	f := &proxyFixture{t: t, clock: shared.clock, pool: shared.pool, logs: &syncBuffer{}, responses: &responseLog{}}
-	var handler http.Handler = http.NotFoundHandler()
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	t.Cleanup(f.srv.Close)
-	f.app = f.pool.AddClient(cognitotest.Client{Secret: "upstream-secret-value", CallbackURLs: []string{f.srv.URL + "/auth/callback"}})
-	f.cfg = cognitomcp.ProxyConfig{
-		IssuerURL: f.pool.Issuer, ClientID: f.app.ID, ClientSecret: "upstream-secret-value", BaseURL: f.srv.URL,
-		Keys: cognitomcp.KeyConfig{MasterSecret: testMasterSecret,
-			SigningKeys: []cognitomcp.SigningKey{{ID: attackSigningKID, Secret: attackSigningSecret}}},
-		Store:  a.store,
-		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:    f.clock.Now, HTTPClient: f.pool.HTTPClient(),
-		RateLimits: cognitomcp.RateLimits{Register: 1000, Authorize: 1000, Token: 1000},
-	}
-	if mod != nil {
-		mod(&f.cfg)
-	}
-	p, err := cognitomcp.NewProxy(t.Context(), f.cfg)
-	require.NoError(t, err)
-	f.proxy = p
-	handler = p.Handler(mcpEcho)
+	f := newProxyFixtureOn(t, shared.pool, shared.clock, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Keys.SigningKeys = []cognitomcp.SigningKey{{ID: attackSigningKID, Secret: attackSigningSecret}}
+		cfg.Store = a.store
+		if mod != nil {
+			mod(cfg)
+		}
+	})
 	a.proxyFixture = f
 
 	v, err := cognitomcp.NewVerifier(t.Context(), cognitomcp.VerifierConfig{

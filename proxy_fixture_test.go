@@ -79,17 +79,32 @@ var testMasterSecret = bytes.Repeat([]byte("k"), 32)
 
 func newProxyFixture(t *testing.T, mod func(*cognitomcp.ProxyConfig)) *proxyFixture {
 	t.Helper()
-	f := &proxyFixture{t: t, clock: newTestClock(), logs: &syncBuffer{}, responses: &responseLog{}}
+	clock := newTestClock()
+	return newProxyFixtureOn(t, newTestPool(t, clock), clock, mod)
+}
+
+// newTestPool is a fake Cognito pool with alice (groups admin and staff, a
+// custom attribute) and bob (no group), signing alice in automatically.
+func newTestPool(t *testing.T, clock *testClock) *cognitotest.UserPool {
+	t.Helper()
+	pool := cognitotest.NewUserPool(cognitotest.Options{Now: clock.Now})
+	t.Cleanup(pool.Close)
+	pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com",
+		Groups: []string{"admin", "staff"}, Attributes: map[string]string{"custom:tenant": "acme"}})
+	pool.AddUser(cognitotest.User{Username: "bob", Password: "bob-pw-1", Email: "bob@example.com"})
+	pool.SetAutoLogin("alice")
+	return pool
+}
+
+// newProxyFixtureOn builds a proxy fixture on an existing pool and clock:
+// its own server, app client, logs and proxy.
+func newProxyFixtureOn(t *testing.T, pool *cognitotest.UserPool, clock *testClock, mod func(*cognitomcp.ProxyConfig)) *proxyFixture {
+	t.Helper()
+	f := &proxyFixture{t: t, clock: clock, pool: pool, logs: &syncBuffer{}, responses: &responseLog{}}
 	var handler http.Handler = http.NotFoundHandler()
 	f.srv = httptest.NewServer(f.responses.record(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) })))
 	t.Cleanup(f.srv.Close)
-	f.pool = cognitotest.NewUserPool(cognitotest.Options{Now: f.clock.Now})
-	t.Cleanup(f.pool.Close)
-	f.pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com",
-		Groups: []string{"admin", "staff"}, Attributes: map[string]string{"custom:tenant": "acme"}})
-	f.pool.AddUser(cognitotest.User{Username: "bob", Password: "bob-pw-1", Email: "bob@example.com"})
 	f.app = f.pool.AddClient(cognitotest.Client{Secret: "upstream-secret-value", CallbackURLs: []string{f.srv.URL + "/auth/callback"}})
-	f.pool.SetAutoLogin("alice")
 	f.cfg = cognitomcp.ProxyConfig{
 		IssuerURL: f.pool.Issuer, ClientID: f.app.ID, ClientSecret: "upstream-secret-value",
 		BaseURL: f.srv.URL, Keys: cognitomcp.KeyConfig{MasterSecret: testMasterSecret},
