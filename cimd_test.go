@@ -507,9 +507,9 @@ func TestCIMDCache(t *testing.T) {
 	})
 }
 
-func TestCIMDConcurrentFetchesShareOneRequest(t *testing.T) {
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 10)
+// newSlowCIMDServer serves a valid document at /slow.json that signals
+// arrived on each request and answers only once release is closed.
+func newSlowCIMDServer(t *testing.T, arrived chan<- struct{}, release <-chan struct{}) *cimdTestServer {
 	var srv *cimdTestServer
 	srv = newCIMDTestServer(t, map[string]http.HandlerFunc{
 		"/slow.json": func(w http.ResponseWriter, r *http.Request) {
@@ -518,6 +518,13 @@ func TestCIMDConcurrentFetchesShareOneRequest(t *testing.T) {
 			serveDoc(cimdTestDoc(srv.URL+"/slow.json", nil), "")(w, r)
 		},
 	})
+	return srv
+}
+
+func TestCIMDConcurrentFetchesShareOneRequest(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 10)
+	srv := newSlowCIMDServer(t, arrived, release)
 	f := newCIMDFetcher(srv.Client(), true, newStepClock().Now)
 	var wg sync.WaitGroup
 	var ok atomic.Int32
@@ -538,14 +545,7 @@ func TestCIMDConcurrentFetchesShareOneRequest(t *testing.T) {
 func TestCIMDWaiterHonoursItsContext(t *testing.T) {
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 1)
-	var srv *cimdTestServer
-	srv = newCIMDTestServer(t, map[string]http.HandlerFunc{
-		"/slow.json": func(w http.ResponseWriter, r *http.Request) {
-			arrived <- struct{}{}
-			<-release
-			serveDoc(cimdTestDoc(srv.URL+"/slow.json", nil), "")(w, r)
-		},
-	})
+	srv := newSlowCIMDServer(t, arrived, release)
 	f := newCIMDFetcher(srv.Client(), true, newStepClock().Now)
 	leader := make(chan error, 1)
 	go func() {

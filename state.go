@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -193,12 +194,8 @@ func (p *Proxy) del(ctx context.Context, key string) error {
 }
 
 func kindOf(key string) string {
-	for i := range len(key) {
-		if key[i] == ':' {
-			return key[:i]
-		}
-	}
-	return key
+	kind, _, _ := strings.Cut(key, ":")
+	return kind
 }
 
 // withLock runs fn holding the lock name, shared by every replica when the
