@@ -7,12 +7,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // tokenCache maps tokens to their verified claims until a deadline, which
 // the caller sets no later than the token's exp (and, behind the proxy, the
-// revocation bound). An entry is found by the SHA-256 of the token's
-// signature and used only if the rest of the token, its signing input, is
+// revocation bound). An entry is found by the SHA-256 of the end of the
+// token, where its signature is, and used only if the rest of the token is
 // the one the entry holds, byte for byte (see tokenKey). It holds only
 // RFC 6750 b64tokens of at most maxCachedToken bytes, so a hit also answers
 // the middleware's syntax check of the Authorization header. It is bounded
@@ -51,7 +52,7 @@ type cacheShard struct {
 
 type cacheEntry struct {
 	claims *Claims
-	input  string // the token's signing input (see tokenKey)
+	prefix string // the token but for its hashed end (see tokenKey)
 	until  int64  // unix nanoseconds
 	size   int64  // entrySize
 }
@@ -75,36 +76,34 @@ func newTokenCacheBytes(entries int, maxBytes int64) *tokenCache {
 	return c
 }
 
-// tokenKey splits raw for the cache: key is the SHA-256 of the part after
-// its second dot (a JWS's signature, the part that makes it a credential),
-// input the part up to it, dot included (the signing input), which an entry
-// keeps and a hit must match byte for byte; without two dots, key hashes it
-// all. As raw = input+signature, a hit is exactly a token verified before;
-// and the cache holds nothing a client could present, while a request hashes
-// the ~340 bytes of an RS256 signature rather than the whole ~1 KiB token.
-// Callers bound len(raw) by maxCachedToken.
-func tokenKey(raw string) (key [32]byte, input string) {
-	i := 0
-	if d1 := strings.IndexByte(raw, '.'); d1 >= 0 {
-		if d2 := strings.IndexByte(raw[d1+1:], '.'); d2 >= 0 {
-			i = d1 + 1 + d2 + 1
-		}
-	}
+// hashedSuffix is how much of a token the cache hashes: its last 119 bytes,
+// the most SHA-256 takes in two blocks.
+const hashedSuffix = 119
+
+// tokenKey splits raw for the cache: key is the SHA-256 of its last
+// hashedSuffix bytes (of all of it when shorter), prefix the rest, which an
+// entry keeps and a hit must match byte for byte. As raw = prefix+suffix, a
+// hit is exactly a token verified before.
+//
+// The suffix is where a compact JWS keeps its signature, the part that makes
+// it a credential: all of an HS256 or ES256 signature (43 or 86 bytes), and
+// the last 714 bits of an RS256 one, which the rest of the token does not
+// give away (recovering them from the known part and s^e = m mod n is out of
+// reach for e ≥ 65537, the only exponent the key set accepts; guessing them
+// is 2^714 tries). So the cache holds nothing a client could present, and a
+// request hashes two SHA-256 blocks, not the six of an RS256 signature nor
+// the seventeen of a whole Cognito access token. Callers bound len(raw) by
+// maxCachedToken.
+func tokenKey(raw string) (key [32]byte, prefix string) {
+	i := max(len(raw)-hashedSuffix, 0)
 	return sha256String(raw[i:]), raw[:i]
 }
 
-// sha256String is sha256.Sum256 of s without the allocation of []byte(s):
-// s is hashed from a pooled copy. Callers bound len(s).
+// sha256String is sha256.Sum256 of s without the copy of []byte(s): Sum256
+// only reads its argument, so it may read s's bytes in place.
 func sha256String(s string) [32]byte {
-	bp := hashScratch.Get().(*[]byte)
-	b := append((*bp)[:0], s...)
-	sum := sha256.Sum256(b)
-	*bp = b
-	hashScratch.Put(bp)
-	return sum
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
-
-var hashScratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (c *tokenCache) shard(key [32]byte) *cacheShard {
 	return &c.shards[binary.LittleEndian.Uint32(key[:4])%cacheShards]
@@ -116,12 +115,12 @@ func (c *tokenCache) get(raw string, now time.Time) (*Claims, bool) {
 	if c == nil || len(raw) > maxCachedToken {
 		return nil, false
 	}
-	key, input := tokenKey(raw)
+	key, prefix := tokenKey(raw)
 	s := c.shard(key)
 	s.mu.RLock()
 	e, ok := s.m[key]
 	s.mu.RUnlock()
-	if !ok || e.input != input || now.UnixNano() >= e.until {
+	if !ok || e.prefix != prefix || now.UnixNano() >= e.until {
 		return nil, false
 	}
 	return e.claims, true
@@ -134,12 +133,12 @@ func (c *tokenCache) put(raw string, claims *Claims, until, now time.Time) {
 	if c == nil || !now.Before(until) || len(raw) > maxCachedToken || !isB64Token(raw) {
 		return
 	}
-	key, input := tokenKey(raw)
-	e := cacheEntry{claims: claims, until: unixNanos(until), size: entrySize(claims) + int64(len(input))}
+	key, prefix := tokenKey(raw)
+	e := cacheEntry{claims: claims, until: unixNanos(until), size: entrySize(claims) + int64(len(prefix))}
 	if e.size > c.maxBytes {
 		return
 	}
-	e.input = strings.Clone(input) // not a substring that would keep the signature alive
+	e.prefix = strings.Clone(prefix) // not a substring that would keep the whole token alive
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,10 +156,10 @@ func (c *tokenCache) delete(raw string) {
 	if c == nil || len(raw) > maxCachedToken {
 		return
 	}
-	key, input := tokenKey(raw)
+	key, prefix := tokenKey(raw)
 	s := c.shard(key)
 	s.mu.Lock()
-	if e, ok := s.m[key]; ok && e.input == input {
+	if e, ok := s.m[key]; ok && e.prefix == prefix {
 		s.remove(key, e)
 	}
 	s.mu.Unlock()
@@ -211,9 +210,9 @@ func (s *cacheShard) remove(k [32]byte, e cacheEntry) {
 // Sizes for entrySize, in bytes on 64-bit platforms: calibrated so that the
 // estimate of a Cognito access token's entry matches its measured heap
 // (BenchmarkTokenCacheHeap), allocator size classes included. put adds the
-// signing input the entry keeps.
+// token prefix the entry keeps.
 const (
-	entryOverhead = 480 // the map slot and the Claims struct, rounded up
+	entryOverhead = 512 // the map slot, the Claims struct and size-class rounding
 	sliceElem     = 16  // a string header in Groups or Scopes
 	clientInfo    = 48  // a ClientInfo
 )

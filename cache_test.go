@@ -1,6 +1,7 @@
 package cognitomcp
 
 import (
+	"crypto/sha256"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,38 +16,61 @@ func cacheClaims(sub string, rawBytes int) *Claims {
 }
 
 func TestTokenKey(t *testing.T) {
+	long := strings.Repeat("h", 91) + "." + strings.Repeat("p", 615) + "." + strings.Repeat("s", 342) // RS256-sized
 	tests := []struct {
-		name, raw, input string
+		name, raw, prefix string
 	}{
-		{name: "JWS", raw: "aGRy.cGF5bG9hZA.c2ln", input: "aGRy.cGF5bG9hZA."},
-		{name: "extra dots stay in the hashed part", raw: "a.b.c.d", input: "a.b."},
-		{name: "empty signature", raw: "a.b.", input: "a.b."},
-		{name: "one dot: all hashed", raw: "a.b", input: ""},
-		{name: "no dot: all hashed", raw: "abc", input: ""},
-		{name: "empty", raw: "", input: ""},
+		{name: "RS256-sized JWS: the last 119 bytes are hashed", raw: long, prefix: long[:len(long)-119]},
+		{name: "HS256-sized JWS: all hashed", raw: "aGRy.cGF5bG9hZA." + strings.Repeat("s", 43), prefix: ""},
+		{name: "exactly 119 bytes: all hashed", raw: strings.Repeat("a", 119), prefix: ""},
+		{name: "120 bytes: one byte kept", raw: "b" + strings.Repeat("a", 119), prefix: "b"},
+		{name: "empty", raw: "", prefix: ""},
 	}
 	seen := map[[32]byte]string{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			key, input := tokenKey(tc.raw)
-			assert.Equal(t, tc.input, input)
+			key, prefix := tokenKey(tc.raw)
+			assert.Equal(t, tc.prefix, prefix)
+			assert.Equal(t, sha256.Sum256([]byte(tc.raw[len(prefix):])), key)
 			again, _ := tokenKey(tc.raw)
 			assert.Equal(t, key, again, "deterministic")
 			if other, ok := seen[key]; ok {
-				// Same key: the inputs must then tell the tokens apart.
-				_, otherInput := tokenKey(other)
-				assert.NotEqual(t, otherInput, input, "%q and %q", other, tc.raw)
+				// Same key: the prefixes must then tell the tokens apart.
+				_, otherPrefix := tokenKey(other)
+				assert.NotEqual(t, otherPrefix, prefix, "%q and %q", other, tc.raw)
 			}
 			seen[key] = tc.raw
 		})
 	}
 }
 
+// TestTokenKeyCoversTheSignature: the hashed end holds all of an HS256 or
+// ES256 signature and at least 714 bits (119 base64url characters) of an
+// RS256 one, so what an entry keeps cannot be presented.
+func TestTokenKeyCoversTheSignature(t *testing.T) {
+	for _, sigBytes := range []int{32, 64, 256, 384, 512} { // HS256, ES256, RS256 with 2048-, 3072-, 4096-bit keys
+		raw := "aGRy.cGF5bG9hZA." + randomSignature(sigBytes)
+		sig := raw[strings.LastIndexByte(raw, '.')+1:]
+		_, prefix := tokenKey(raw)
+		hashed := len(raw) - len(prefix)
+		assert.GreaterOrEqual(t, hashed, min(len(sig), 119), "%d-byte signature", sigBytes)
+	}
+}
+
 func TestTokenCacheHitNeedsTheExactToken(t *testing.T) {
 	now := time.Unix(1_900_000_000, 0)
 	c := newTokenCache(100)
-	tok := "aGRy.cGF5bG9hZA.c2lnbmF0dXJl"
+	header, payload, sig := "aGRy", "cGF5bG9hZA", randomSignature(256)
+	tok := header + "." + payload + "." + sig
 	c.put(tok, cacheClaims("alice", 10), now.Add(time.Minute), now)
+	flip := func(s string, i int) string { // s with its i-th byte changed
+		b := []byte(s)
+		b[i] ^= 'A' ^ 'B'
+		if b[i] == s[i] {
+			b[i]++
+		}
+		return string(b)
+	}
 
 	tests := []struct {
 		name string
@@ -54,11 +78,15 @@ func TestTokenCacheHitNeedsTheExactToken(t *testing.T) {
 		hit  bool
 	}{
 		{"the same token", tok, true},
-		{"another signing input, same signature", "aGRy.cGF5bG9hZB.c2lnbmF0dXJl", false},
-		{"another signature, same signing input", "aGRy.cGF5bG9hZA.c2lnbmF0dXJm", false},
+		{"another payload, same signature", header + ".cGF5bG9hZB." + sig, false},
+		{"first signature byte changed (kept part)", header + "." + payload + "." + flip(sig, 0), false},
+		{"signature byte changed just before the hashed end", flip(tok, len(tok)-120), false},
+		{"signature byte changed in the hashed end", flip(tok, len(tok)-119), false},
+		{"last signature byte changed", flip(tok, len(tok)-1), false},
 		{"a prefix", tok[:len(tok)-1], false},
-		{"the signature alone", "c2lnbmF0dXJl", false},
-		{"moved dots", "aGRy.cGF5bG9hZAc2.lnbmF0dXJl", false},
+		{"one byte more", tok + "A", false},
+		{"the signature alone", sig, false},
+		{"moved dots", header + payload + "." + "." + sig, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,14 +137,16 @@ func TestTokenCacheNeverOutlivesTheDeadline(t *testing.T) {
 func TestTokenCacheDelete(t *testing.T) {
 	now := time.Unix(1_900_000_000, 0)
 	c := newTokenCache(100)
-	c.put("a.b.c", cacheClaims("alice", 10), now.Add(time.Minute), now)
+	sig := randomSignature(256)
+	tok := "a.b." + sig
+	c.put(tok, cacheClaims("alice", 10), now.Add(time.Minute), now)
 
-	c.delete("x.y.c") // same signature, another token: stays
-	_, ok := c.get("a.b.c", now)
+	c.delete("x.y." + sig) // same signature, another token: stays
+	_, ok := c.get(tok, now)
 	assert.True(t, ok)
 
-	c.delete("a.b.c")
-	_, ok = c.get("a.b.c", now)
+	c.delete(tok)
+	_, ok = c.get(tok, now)
 	assert.False(t, ok, "a revoked token is refused at once")
 	n, bytes := c.stats()
 	assert.Zero(t, n)
@@ -180,11 +210,12 @@ func TestTokenCacheBounds(t *testing.T) {
 	})
 	t.Run("re-putting a token replaces its entry", func(t *testing.T) {
 		c := newTokenCache(100)
-		c.put("h.p.s", cacheClaims("a", 100), now.Add(time.Hour), now)
-		c.put("h.p.s", cacheClaims("a", 200), now.Add(time.Hour), now)
+		tok := "h.p." + strings.Repeat("s", 200)
+		c.put(tok, cacheClaims("a", 100), now.Add(time.Hour), now)
+		c.put(tok, cacheClaims("a", 200), now.Add(time.Hour), now)
 		n, bytes := c.stats()
 		assert.Equal(t, 1, n)
-		assert.Equal(t, entrySize(cacheClaims("a", 200))+int64(len("h.p.")), bytes)
+		assert.Equal(t, entrySize(cacheClaims("a", 200))+int64(len(tok)-hashedSuffix), bytes)
 	})
 }
 

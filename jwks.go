@@ -130,6 +130,15 @@ func (ks *keySet) refresh(ctx context.Context, done chan struct{}) {
 	close(done)
 }
 
+// Bounds on the RSA keys a key set keeps. Cognito's keys are 2048-bit with
+// e = 65537; a smaller exponent would also weaken the token cache, which
+// relies on the last 714 bits of an RS256 signature not being recoverable
+// from the rest (see tokenKey).
+const (
+	minRSABits     = 2048
+	minRSAExponent = 65537
+)
+
 // fetch GETs the JWKS and keeps its RS256 signing keys.
 func (ks *keySet) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
@@ -156,7 +165,8 @@ func (ks *keySet) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error) 
 	keys := make(map[string]*rsa.PublicKey, len(set.Keys))
 	for _, k := range set.Keys {
 		pub, ok := k.Key.(*rsa.PublicKey)
-		if !ok || k.KeyID == "" || (k.Use != "" && k.Use != "sig") || (k.Algorithm != "" && k.Algorithm != "RS256") {
+		if !ok || k.KeyID == "" || (k.Use != "" && k.Use != "sig") || (k.Algorithm != "" && k.Algorithm != "RS256") ||
+			pub.N.BitLen() < minRSABits || pub.E < minRSAExponent {
 			continue
 		}
 		keys[k.KeyID] = pub

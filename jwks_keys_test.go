@@ -1,0 +1,55 @@
+package cognitomcp
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestKeySetKeepsOnlyStrongRS256Keys: a JWKS may publish keys the verifier
+// must not use; the key set keeps only RS256 signing keys of at least 2048
+// bits with e ≥ 65537 (Cognito's), so a small exponent can neither sign
+// tokens it accepts nor weaken the token cache.
+func TestKeySetKeepsOnlyStrongRS256Keys(t *testing.T) {
+	rsaKey := func(bits, e int) *rsa.PublicKey {
+		k, err := rsa.GenerateKey(rand.Reader, bits)
+		require.NoError(t, err)
+		pub := k.PublicKey
+		pub.E = e // the JWKS publishes whatever it likes; only the numbers matter here
+		return &pub
+	}
+	strong := rsaKey(2048, 65537)
+	keys := []jose.JSONWebKey{
+		{KeyID: "good", Key: strong, Algorithm: "RS256", Use: "sig"},
+		{KeyID: "good-no-alg-no-use", Key: strong},
+		{KeyID: "e3", Key: rsaKey(2048, 3), Algorithm: "RS256", Use: "sig"},
+		{KeyID: "e17", Key: rsaKey(2048, 17), Algorithm: "RS256", Use: "sig"},
+		{KeyID: "1024-bit", Key: rsaKey(1024, 65537), Algorithm: "RS256", Use: "sig"},
+		{KeyID: "encryption", Key: strong, Algorithm: "RS256", Use: "enc"},
+		{KeyID: "ps256", Key: strong, Algorithm: "PS256", Use: "sig"},
+		{KeyID: "", Key: strong, Algorithm: "RS256", Use: "sig"},
+	}
+	body, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+	require.NoError(t, err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
+	t.Cleanup(srv.Close)
+
+	ks := newKeySet(srv.URL, srv.Client(), time.Now, time.Minute)
+	got, err := ks.fetch(t.Context())
+	require.NoError(t, err)
+	kids := make([]string, 0, len(got))
+	for kid := range got {
+		kids = append(kids, kid)
+	}
+	slices.Sort(kids)
+	assert.Equal(t, []string{"good", "good-no-alg-no-use"}, kids)
+}
