@@ -61,53 +61,20 @@ func main() {
 
 func run(ctx context.Context, handler, cpuprofile string, stdout io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var mcpHandler, bridged http.Handler
-	switch handler {
-	case "gosdk":
-		mcpHandler = newMCPHandler(logger)
-		bridged = auth.RequireBearerToken(claimsBridge, nil)(mcpHandler)
-	case "json":
-		mcpHandler = http.HandlerFunc(fixedAnswer)
-		bridged = mcpHandler
-	default:
-		return fmt.Errorf("-handler: %q is neither gosdk nor json", handler)
-	}
-
-	authLn, err := net.Listen("tcp", "127.0.0.1:0")
+	st, err := newStack(ctx, handler, logger)
 	if err != nil {
 		return err
 	}
-	openLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	base := "http://" + authLn.Addr().String()
-
-	pool := cognitotest.NewUserPool(cognitotest.Options{})
-	defer pool.Close()
-	pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com", Groups: []string{"admin"}})
-	app := pool.AddClient(cognitotest.Client{Secret: "upstream-secret", CallbackURLs: []string{base + "/auth/callback"}})
-	pool.SetAutoLogin("alice")
-	proxy, err := cognitomcp.NewProxy(ctx, cognitomcp.ProxyConfig{
-		IssuerURL: pool.Issuer, ClientID: app.ID, ClientSecret: "upstream-secret", BaseURL: base,
-		Keys:       cognitomcp.KeyConfig{MasterSecret: []byte("loadserver-master-secret-32bytes")},
-		HTTPClient: pool.HTTPClient(), Logger: logger,
-	})
-	if err != nil {
-		return err
-	}
-
-	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcpHandler)
+	defer st.close()
 	servers := []*http.Server{
-		{Handler: proxy.Handler(bridged), ReadHeaderTimeout: 10 * time.Second},
-		{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		{Handler: st.auth, ReadHeaderTimeout: 10 * time.Second},
+		{Handler: st.open, ReadHeaderTimeout: 10 * time.Second},
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- servers[0].Serve(authLn) }()
-	go func() { errc <- servers[1].Serve(openLn) }()
+	go func() { errc <- servers[0].Serve(st.authLn) }()
+	go func() { errc <- servers[1].Serve(st.openLn) }()
 
-	token, err := signIn(ctx, base, pool.Transport())
+	token, err := signIn(ctx, st.base, st.pool.Transport())
 	if err != nil {
 		return fmt.Errorf("sign in: %w", err)
 	}
@@ -122,7 +89,7 @@ func run(ctx context.Context, handler, cpuprofile string, stdout io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
-	line, _ := json.Marshal(map[string]string{"auth": proxy.Resource(), "open": "http://" + openLn.Addr().String() + "/mcp", "token": token})
+	line, _ := json.Marshal(map[string]string{"auth": st.resource, "open": "http://" + st.openLn.Addr().String() + "/mcp", "token": token})
 	fmt.Fprintln(stdout, string(line))
 
 	select {
@@ -136,6 +103,68 @@ func run(ctx context.Context, handler, cpuprofile string, stdout io.Writer) erro
 		_ = s.Shutdown(shutdown)
 	}
 	return nil
+}
+
+// stack is what loadserver serves: one MCP handler behind the proxy (auth)
+// and bare (open), each with its listener, and the fake Cognito behind the
+// proxy.
+type stack struct {
+	auth, open     http.Handler
+	authLn, openLn net.Listener
+	base           string // the proxy's base URL, on authLn
+	resource       string // the MCP endpoint behind the proxy
+	pool           *cognitotest.UserPool
+}
+
+// newStack builds the stack for handler ("gosdk" or "json"): the proxy's
+// handler as examples/server mounts it, the bare one on a ServeMux.
+func newStack(ctx context.Context, handler string, logger *slog.Logger) (*stack, error) {
+	var mcpHandler, bridged http.Handler
+	switch handler {
+	case "gosdk":
+		mcpHandler = newMCPHandler(logger)
+		bridged = auth.RequireBearerToken(claimsBridge, nil)(mcpHandler)
+	case "json":
+		mcpHandler = http.HandlerFunc(fixedAnswer)
+		bridged = mcpHandler
+	default:
+		return nil, fmt.Errorf("-handler: %q is neither gosdk nor json", handler)
+	}
+	st := &stack{}
+	var err error
+	if st.authLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	if st.openLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		st.authLn.Close()
+		return nil, err
+	}
+	st.base = "http://" + st.authLn.Addr().String()
+
+	st.pool = cognitotest.NewUserPool(cognitotest.Options{})
+	st.pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com", Groups: []string{"admin"}})
+	app := st.pool.AddClient(cognitotest.Client{Secret: "upstream-secret", CallbackURLs: []string{st.base + "/auth/callback"}})
+	st.pool.SetAutoLogin("alice")
+	proxy, err := cognitomcp.NewProxy(ctx, cognitomcp.ProxyConfig{
+		IssuerURL: st.pool.Issuer, ClientID: app.ID, ClientSecret: "upstream-secret", BaseURL: st.base,
+		Keys:       cognitomcp.KeyConfig{MasterSecret: []byte("loadserver-master-secret-32bytes")},
+		HTTPClient: st.pool.HTTPClient(), Logger: logger,
+	})
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", mcpHandler)
+	st.auth, st.open, st.resource = proxy.Handler(bridged), mux, proxy.Resource()
+	return st, nil
+}
+
+// close closes the listeners (if no server took them) and the fake Cognito.
+func (st *stack) close() {
+	st.authLn.Close()
+	st.openLn.Close()
+	st.pool.Close()
 }
 
 // newMCPHandler is go-sdk's streamable HTTP handler, stateless so that every
