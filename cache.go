@@ -87,10 +87,10 @@ const hashedSuffix = 119
 //
 // The suffix is where a compact JWS keeps its signature, the part that makes
 // it a credential: all of an HS256 or ES256 signature (43 or 86 bytes), and
-// the last 714 bits of an RS256 one, which the rest of the token does not
+// the last 710 bits of an RS256 one, which the rest of the token does not
 // give away (recovering them from the known part and s^e = m mod n is out of
-// reach for e ≥ 65537, the only exponent the key set accepts; guessing them
-// is 2^714 tries). So the cache holds nothing a client could present, and a
+// reach for e ≥ 65537, the exponents the key set accepts; guessing them
+// is 2^710 tries). So the cache holds nothing a client could present, and a
 // request hashes two SHA-256 blocks, not the six of an RS256 signature nor
 // the seventeen of a whole Cognito access token. Callers bound len(raw) by
 // maxCachedToken.

@@ -45,8 +45,9 @@ func TestTokenKey(t *testing.T) {
 }
 
 // TestTokenKeyCoversTheSignature: the hashed end holds all of an HS256 or
-// ES256 signature and at least 714 bits (119 base64url characters) of an
-// RS256 one, so what an entry keeps cannot be presented.
+// ES256 signature and at least 119 base64url characters of an RS256 one
+// (710 bits: the last character carries 2), so what an entry keeps cannot
+// be presented.
 func TestTokenKeyCoversTheSignature(t *testing.T) {
 	for _, sigBytes := range []int{32, 64, 256, 384, 512} { // HS256, ES256, RS256 with 2048-, 3072-, 4096-bit keys
 		raw := "aGRy.cGF5bG9hZA." + randomSignature(sigBytes)

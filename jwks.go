@@ -132,7 +132,7 @@ func (ks *keySet) refresh(ctx context.Context, done chan struct{}) {
 
 // Bounds on the RSA keys a key set keeps. Cognito's keys are 2048-bit with
 // e = 65537; a smaller exponent would also weaken the token cache, which
-// relies on the last 714 bits of an RS256 signature not being recoverable
+// relies on the last 710 bits of an RS256 signature not being recoverable
 // from the rest (see tokenKey).
 const (
 	minRSABits     = 2048
