@@ -228,9 +228,32 @@ func (s *tokenSigner) verifiedPayload(raw string, scratch *[]byte) ([]byte, erro
 func splitJWS(raw string) (hdr, payload, sig string, ok bool) {
 	hdr, rest, ok1 := strings.Cut(raw, ".")
 	payload, sig, ok2 := strings.Cut(rest, ".")
-	ok = ok1 && ok2 && hdr != "" && payload != "" && sig != "" && strings.IndexByte(sig, '.') < 0
+	ok = ok1 && ok2 && hdr != "" && payload != "" && sig != "" && strings.IndexByte(sig, '.') < 0 && isJWSText(raw)
 	return hdr, payload, sig, ok
 }
+
+// isJWSText reports whether s holds only what a compact JWS may: base64url
+// without padding (RFC 7515 §2) and dots. Go's base64 decoders skip CR and
+// LF, so without this check a token with line breaks in it would verify:
+// two strings would be one token, and a token padded with line breaks would
+// push its signature out of the end that the token cache hashes (tokenKey).
+func isJWSText(s string) bool {
+	var bad byte
+	for i := 0; i < len(s); i++ {
+		bad |= jwsTextReject[s[i]]
+	}
+	return bad == 0
+}
+
+// jwsTextReject is 1 for the bytes a compact JWS may not hold.
+var jwsTextReject = func() (t [256]byte) {
+	for c := range t {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // keyFromHeader parses a header we did not emit byte for byte. Keys are
 // matched exactly (encoding/json would match struct fields case-insensitively).

@@ -500,8 +500,10 @@ func TestTokenSignerRefusals(t *testing.T) {
 		{"signature of another key", jwsFrom(t, hdr("HS256", "hs1"), claims, hsSign(testSecret(2))), errBadSignature},
 		{"signature truncated", valid[:len(valid)-1], errBadSignature},
 		{"signature extended", valid + "A", errBadSignature},
-		{"signature with newline", valid[:len(valid)-5] + "\n" + valid[len(valid)-5:], errBadSignature},
-		{"signature padded", valid + "=", errBadSignature},
+		{"signature with newline", valid[:len(valid)-5] + "\n" + valid[len(valid)-5:], errMalformedJWT},
+		{"signature padded", valid + "=", errMalformedJWT},
+		{"trailing line breaks", valid + strings.Repeat("\n", 119), errMalformedJWT},
+		{"CR in the payload", validParts[0] + "." + validParts[1][:3] + "\r" + validParts[1][3:] + "." + validParts[2], errMalformedJWT},
 		{"HS256 signature 64 bytes", validParts[0] + "." + validParts[1] + "." + validParts[2] + validParts[2], errBadSignature},
 		{"ES256 signature ASN.1", jwsFrom(t, hdr("ES256", "es1"), claims, func(in []byte) []byte {
 			d := sha256.Sum256(in)

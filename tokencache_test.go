@@ -103,10 +103,12 @@ func TestProxyTokenCacheEndsAtTheRevocationBound(t *testing.T) {
 }
 
 // TestRequireTokenCacheHitKeepsTheSyntaxCheck: RequireToken checks that a
-// token is a b64token only when the verifier's cache misses, so a token the
-// Verifier accepted when called directly (the base64 decoder skips CR and
-// LF) but that is no b64token must still get 400 through the middleware,
-// before and after it was verified.
+// token is a b64token only when the verifier's cache misses, so a token with
+// a line break in it (which Go's base64 decoders would skip) must get 400
+// through the middleware, before and after the genuine token is cached; and
+// the Verifier, called directly, refuses it too, with the genuine token
+// cached or not, so that no two strings are one token and no line breaks
+// can push the signature out of the end the cache hashes.
 func TestRequireTokenCacheHitKeepsTheSyntaxCheck(t *testing.T) {
 	f := newVerifierFixture(t, 0)
 	v, err := cognitomcp.NewVerifier(t.Context(), cognitomcp.VerifierConfig{
@@ -115,11 +117,18 @@ func TestRequireTokenCacheHitKeepsTheSyntaxCheck(t *testing.T) {
 	require.NoError(t, err)
 	good := f.accessToken(nil)
 	i := strings.LastIndexByte(good, '.') + 1
-	odd := good[:i] + "\n" + good[i:] // still verifies: the signature's decoder skips the newline
-	_, err = v.Verify(t.Context(), odd)
-	require.NoError(t, err)
+	odd := good[:i] + "\n" + good[i:]
+	trailing := good + strings.Repeat("\n", 119)
+	for _, raw := range []string{odd, trailing} {
+		_, err = v.Verify(t.Context(), raw)
+		require.ErrorIs(t, err, cognitomcp.ErrMalformedToken, "before %.20q…", raw)
+	}
 	_, err = v.Verify(t.Context(), good)
 	require.NoError(t, err)
+	for _, raw := range []string{odd, trailing} {
+		_, err = v.Verify(t.Context(), raw)
+		require.ErrorIs(t, err, cognitomcp.ErrMalformedToken, "after %.20q…", raw)
+	}
 
 	h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v})(echoClaims)
 	for _, tc := range []struct {

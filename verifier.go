@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -390,9 +389,12 @@ func splitCognitoJWS(raw string) (h jwtHeader, payload []byte, signed string, si
 	if !ok1 || !ok2 || strings.Contains(sigPart, ".") {
 		return h, nil, "", nil, fmt.Errorf("%w: not a compact JWS", ErrMalformedToken)
 	}
-	hb, err1 := base64.RawURLEncoding.DecodeString(hdr)
-	payload, err2 := base64.RawURLEncoding.DecodeString(body)
-	sig, err3 := base64.RawURLEncoding.DecodeString(sigPart)
+	if !isJWSText(raw) {
+		return h, nil, "", nil, fmt.Errorf("%w: not base64url", ErrMalformedToken)
+	}
+	hb, err1 := b64Strict.DecodeString(hdr)
+	payload, err2 := b64Strict.DecodeString(body)
+	sig, err3 := b64Strict.DecodeString(sigPart)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return h, nil, "", nil, fmt.Errorf("%w: base64: %w", ErrMalformedToken, err)
 	}
