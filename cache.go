@@ -87,10 +87,11 @@ const hashedSuffix = 119
 //
 // The suffix is where a compact JWS keeps its signature, the part that makes
 // it a credential: all of an HS256 or ES256 signature (43 or 86 bytes), and
-// the last 710 bits of an RS256 one, which the rest of the token does not
-// give away (recovering them from the known part and s^e = m mod n is out of
-// reach for e ≥ 65537, the exponents the key set accepts; guessing them
-// is 2^710 tries). So the cache holds nothing a client could present, and a
+// the last 710 bits of an RS256 one, which no known method recovers from
+// the rest of the token (Coppersmith's needs e ≤ 3 here, and the key set
+// accepts only e ≥ 65537; guessing is 2^710 tries), provided the token has
+// nothing but base64url and dots in it, which both verifiers insist on
+// (isJWSText). So the cache holds nothing a client could present, and a
 // request hashes two SHA-256 blocks, not the six of an RS256 signature nor
 // the seventeen of a whole Cognito access token. Callers bound len(raw) by
 // maxCachedToken.

@@ -26,20 +26,11 @@ func TestTokenKey(t *testing.T) {
 		{name: "120 bytes: one byte kept", raw: "b" + strings.Repeat("a", 119), prefix: "b"},
 		{name: "empty", raw: "", prefix: ""},
 	}
-	seen := map[[32]byte]string{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			key, prefix := tokenKey(tc.raw)
 			assert.Equal(t, tc.prefix, prefix)
 			assert.Equal(t, sha256.Sum256([]byte(tc.raw[len(prefix):])), key)
-			again, _ := tokenKey(tc.raw)
-			assert.Equal(t, key, again, "deterministic")
-			if other, ok := seen[key]; ok {
-				// Same key: the prefixes must then tell the tokens apart.
-				_, otherPrefix := tokenKey(other)
-				assert.NotEqual(t, otherPrefix, prefix, "%q and %q", other, tc.raw)
-			}
-			seen[key] = tc.raw
 		})
 	}
 }
@@ -67,9 +58,6 @@ func TestTokenCacheHitNeedsTheExactToken(t *testing.T) {
 	flip := func(s string, i int) string { // s with its i-th byte changed
 		b := []byte(s)
 		b[i] ^= 'A' ^ 'B'
-		if b[i] == s[i] {
-			b[i]++
-		}
 		return string(b)
 	}
 
@@ -85,6 +73,8 @@ func TestTokenCacheHitNeedsTheExactToken(t *testing.T) {
 		{"signature byte changed in the hashed end", flip(tok, len(tok)-119), false},
 		{"last signature byte changed", flip(tok, len(tok)-1), false},
 		{"a prefix", tok[:len(tok)-1], false},
+		{"one byte fewer in the kept part", tok[:5] + tok[6:], false},
+		{"one byte more in the kept part", tok[:5] + "A" + tok[5:], false},
 		{"one byte more", tok + "A", false},
 		{"the signature alone", sig, false},
 		{"moved dots", header + payload + "." + "." + sig, false},

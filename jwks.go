@@ -172,7 +172,7 @@ func (ks *keySet) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error) 
 		keys[k.KeyID] = pub
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("fetch JWKS: no RS256 signing key")
+		return nil, fmt.Errorf("fetch JWKS: no RS256 signing key of at least %d bits with e ≥ %d", minRSABits, minRSAExponent)
 	}
 	return keys, nil
 }

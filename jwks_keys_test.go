@@ -31,6 +31,7 @@ func TestKeySetKeepsOnlyStrongRS256Keys(t *testing.T) {
 	keys := []jose.JSONWebKey{
 		{KeyID: "good", Key: strong, Algorithm: "RS256", Use: "sig"},
 		{KeyID: "good-no-alg-no-use", Key: strong},
+		{KeyID: "e65539", Key: rsaKey(2048, 65539), Algorithm: "RS256", Use: "sig"},
 		{KeyID: "e3", Key: rsaKey(2048, 3), Algorithm: "RS256", Use: "sig"},
 		{KeyID: "e17", Key: rsaKey(2048, 17), Algorithm: "RS256", Use: "sig"},
 		{KeyID: "1024-bit", Key: rsaKey(1024, 65537), Algorithm: "RS256", Use: "sig"},
@@ -51,5 +52,14 @@ func TestKeySetKeepsOnlyStrongRS256Keys(t *testing.T) {
 		kids = append(kids, kid)
 	}
 	slices.Sort(kids)
-	assert.Equal(t, []string{"good", "good-no-alg-no-use"}, kids)
+	assert.Equal(t, []string{"e65539", "good", "good-no-alg-no-use"}, kids)
+
+	// A JWKS of weak keys only is refused as a whole, and says why.
+	weak, err := json.Marshal(jose.JSONWebKeySet{Keys: keys[3:5]})
+	require.NoError(t, err)
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(weak) }))
+	t.Cleanup(srv2.Close)
+	_, err = newKeySet(srv2.URL, srv2.Client(), time.Now, time.Minute).fetch(t.Context())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "2048 bits")
 }
