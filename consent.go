@@ -191,8 +191,10 @@ func (p *Proxy) checkCSRF(r *http.Request, txnID, csrf string) *Error {
 	return nil
 }
 
-// consentNeeded says whether to show the consent page.
-func (p *Proxy) consentNeeded(r *http.Request, client *clientRecord, redirect string) bool {
+// consentNeeded says whether to show the consent page; promptConsent is
+// whether the authorization request, in its query or its POST body, said
+// prompt=consent.
+func (p *Proxy) consentNeeded(r *http.Request, promptConsent bool, client *clientRecord, redirect string) bool {
 	switch p.consent {
 	case ConsentOff:
 		return false
@@ -203,7 +205,7 @@ func (p *Proxy) consentNeeded(r *http.Request, client *clientRecord, redirect st
 		if site != "none" && site != "same-origin" {
 			return true
 		}
-		return r.URL.Query().Get("prompt") == "consent" || !slices.Contains(p.remembered(r), rememberKey(client.ID, redirect))
+		return promptConsent || !slices.Contains(p.remembered(r), rememberKey(client.ID, redirect))
 	}
 	return true
 }

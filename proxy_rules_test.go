@@ -87,11 +87,29 @@ func TestProxyConsentModes(t *testing.T) {
 		assert.Equal(t, "/oauth2/authorize", authorize("none"), "remembered: straight to Cognito")
 		assert.Equal(t, "/consent", authorize("cross-site"), "pushed by another site: ask again")
 		assert.Equal(t, "/consent", authorize(""), "no Fetch metadata: ask again")
+
+		// prompt=consent asks again, whether the request comes as a GET or
+		// as a POST (RFC 6749 §3.1 allows both).
+		withPrompt := func(q url.Values) { q.Set("prompt", "consent") }
+		req, _ := http.NewRequest(http.MethodGet, c.authorizeURL(withPrompt), nil)
+		req.Header.Set("Sec-Fetch-Site", "none")
+		resp, err := c.browser.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, "/consent", location(t, resp).Path, "prompt=consent in the query")
+		u, _ := url.Parse(c.authorizeURL(withPrompt))
+		req, _ = http.NewRequest(http.MethodPost, f.srv.URL+"/authorize", strings.NewReader(u.RawQuery))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "none")
+		resp, err = c.browser.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, "/consent", location(t, resp).Path, "prompt=consent in a POST body")
 		other := f.register("http://127.0.0.1:9999/other")
-		req, _ := http.NewRequest(http.MethodGet, other.authorizeURL(nil), nil)
+		req, _ = http.NewRequest(http.MethodGet, other.authorizeURL(nil), nil)
 		req.Header.Set("Sec-Fetch-Site", "none")
 		other.browser.Jar = c.browser.Jar // same browser, another client
-		resp, err := other.browser.Do(req)
+		resp, err = other.browser.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, "/consent", location(t, resp).Path, "approval is per client")
