@@ -362,7 +362,7 @@ func TestFailureKeysRotatedMidFlow(t *testing.T) {
 		access1, rt1 := c.login()
 		f.clock.Advance(2 * time.Minute)
 
-		callback := failureInFlight(t, c)
+		callback := inFlight(t, c).String()
 		f.pool.RotateKeys()
 		jwks := f.pool.Requests(cognitotest.EndpointJWKS)
 		resp, body := c.get(callback)
@@ -397,21 +397,6 @@ func TestFailureKeysRotatedMidFlow(t *testing.T) {
 		_, rt := c.login()
 		assert.NotEmpty(t, rt, "the next window refetches the keys")
 	})
-}
-
-// failureInFlight runs c's browser through consent and Cognito up to the
-// callback, and returns Cognito's redirect to the proxy.
-func failureInFlight(t *testing.T, c *oauthClient) string {
-	t.Helper()
-	resp, body := c.get(c.authorizeURL(nil))
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
-	form, _ := c.consentForm(location(t, resp).String())
-	form.Set("action", "approve")
-	resp, body = c.postForm(c.f.srv.URL+"/consent", form)
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
-	resp, body = c.get(location(t, resp).String())
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
-	return location(t, resp).String()
 }
 
 // failureStore is a MemoryStore whose writes of one record kind fail while

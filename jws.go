@@ -246,14 +246,7 @@ func isJWSText(s string) bool {
 }
 
 // jwsTextReject is 1 for the bytes a compact JWS may not hold.
-var jwsTextReject = func() (t [256]byte) {
-	for c := range t {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			t[c] = 1
-		}
-	}
-	return t
-}()
+var jwsTextReject = rejectAllBut("-_.")
 
 // keyFromHeader parses a header we did not emit byte for byte. Keys are
 // matched exactly (encoding/json would match struct fields case-insensitively).

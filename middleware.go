@@ -290,14 +290,18 @@ func isB64Token(s string) bool {
 }
 
 // b64TokenReject is 1 for the bytes a b64token's body may not hold.
-var b64TokenReject = func() (t [256]byte) {
+var b64TokenReject = rejectAllBut("-._~+/")
+
+// rejectAllBut returns a byte table that is 0 for ASCII letters, digits and
+// the bytes of also, and 1 for every other byte.
+func rejectAllBut(also string) (t [256]byte) {
 	for c := range t {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", byte(c)) >= 0) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(also, byte(c)) >= 0) {
 			t[c] = 1
 		}
 	}
 	return t
-}()
+}
 
 // RequireGroups returns middleware that admits a request only when its
 // claims hold at least one of groups (403 access_denied otherwise, with no

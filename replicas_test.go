@@ -183,13 +183,9 @@ func (rs *replicaSet) send(i int, req *http.Request) (*http.Response, []byte, er
 	return resp, b, err
 }
 
-// postOn posts form to path on replica i and decodes a JSON answer.
-func (rs *replicaSet) postOn(i int, path string, form url.Values) (*http.Response, map[string]any, error) {
-	req, err := http.NewRequest(http.MethodPost, rs.srv.URL+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+// sendJSON is send, with the answer decoded as a JSON object (nil when it
+// is not one).
+func (rs *replicaSet) sendJSON(i int, req *http.Request) (*http.Response, map[string]any, error) {
 	resp, b, err := rs.send(i, req)
 	if err != nil {
 		return nil, nil, err
@@ -199,6 +195,16 @@ func (rs *replicaSet) postOn(i int, path string, form url.Values) (*http.Respons
 	return resp, out, nil
 }
 
+// postOn posts form to path on replica i and decodes a JSON answer.
+func (rs *replicaSet) postOn(i int, path string, form url.Values) (*http.Response, map[string]any, error) {
+	req, err := http.NewRequest(http.MethodPost, rs.srv.URL+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return rs.sendJSON(i, req)
+}
+
 // mcpOn calls the MCP endpoint on replica i with token.
 func (rs *replicaSet) mcpOn(i int, token string) (*http.Response, map[string]any, error) {
 	req, err := http.NewRequest(http.MethodPost, rs.proxy.Resource(), strings.NewReader(`{}`))
@@ -206,13 +212,7 @@ func (rs *replicaSet) mcpOn(i int, token string) (*http.Response, map[string]any
 		return nil, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, b, err := rs.send(i, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	var out map[string]any
-	_ = json.Unmarshal(b, &out)
-	return resp, out, nil
+	return rs.sendJSON(i, req)
 }
 
 // mustMCP is mcpOn for the test goroutine; it returns the status and the
