@@ -17,12 +17,18 @@
 #          throughput and p99 under load; paired, both sides at once
 #          (WRK_PAIRED_ARGS each), for the p99 auth adds with the noise of
 #          the machine cancelled; one connection (WRK_LIGHT_ARGS) for the
-#          p99 a request pays without queueing
+#          p99 a request pays without queueing. Each handler (HANDLERS) runs
+#          once per BALLASTS entry: the MiB of live heap the server holds,
+#          0 (this server's own ~1 MiB: the GC runs every few requests) and
+#          64 (a GC pace like a server with live data)
 #
 # Environment: COUNT (default 10), BENCHTIME (default 300ms), ROUNDS (5),
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
-# "-t1 -c16 -d10s"), WRK_LIGHT_ARGS (default "-t1 -c1 -d5s"), OUT (default .cache/bench). Results go to $OUT/*.txt; to
-# compare two runs: benchstat old/micro.txt new/micro.txt.
+# "-t1 -c16 -d10s"), WRK_LIGHT_ARGS (default "-t1 -c1 -d5s"), HANDLERS
+# (default "gosdk json"), BALLASTS (default "0 64"), FRONT (default proxy;
+# none and gosdk are the control runs BENCHMARKS.md describes), OUT (default
+# .cache/bench). Results go to $OUT/*.txt; to compare two runs:
+# benchstat old/micro.txt new/micro.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +39,9 @@ rounds=${ROUNDS:-5}
 wrk_args=${WRK_ARGS:-"-t1 -c32 -d10s"}
 wrk_light_args=${WRK_LIGHT_ARGS:-"-t1 -c1 -d5s"}
 wrk_paired_args=${WRK_PAIRED_ARGS:-"-t1 -c16 -d10s"}
+handlers=${HANDLERS:-"gosdk json"}
+ballasts=${BALLASTS:-"0 64"}
+front=${FRONT:-proxy}
 mkdir -p "$out"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -134,25 +143,31 @@ login() {
   "$benchstat" "$out/login.txt"
 }
 
-# wrk_stats FILE: "requests/s p99-µs" of one wrk --latency report.
+# wrk_stats FILE: "requests/s p99-µs requests" of one wrk --latency report.
 wrk_stats() {
   awk '
     function us(v) {
       if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6; return v
     }
     /Requests\/sec:/ { rps = $2 }
+    / requests in / { n = $1 }
     $1 == "99%" { p99 = us($2) }
     /Non-2xx/ { bad = $NF }
-    END { if (bad) { print "wrk: " bad " non-2xx answers" > "/dev/stderr"; exit 1 } printf "%.0f %.0f\n", rps, p99 }' "$1"
+    END { if (bad) { print "wrk: " bad " non-2xx answers" > "/dev/stderr"; exit 1 } printf "%.0f %.0f %d\n", rps, p99, n }' "$1"
 }
+
+# cpu_ticks PID: the user and system time PID has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # pin CPU CMD...: runs CMD on CPU alone when the machine has two CPUs or
 # more (wrk and the server then do not take each other's time, which on a
-# shared core shows up as milliseconds of p99 on both sides), else as is.
+# shared core shows up as milliseconds of p99 on both sides), else as is. It
+# execs CMD in place of its shell: call it in the background or in a
+# subshell, so that $! is CMD itself.
 pin() {
   local cpu=$1
   shift
-  if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then taskset -c "$cpu" "$@"; else "$@"; fi
+  if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then exec taskset -c "$cpu" "$@"; else exec "$@"; fi
 }
 
 load() {
@@ -165,84 +180,104 @@ load() {
   done
   "$benchstat" -col /side "$out/handler.txt"
   go build -o "$out/loadserver" ./bench/loadserver
-  local f=$out/load.txt
+  local f=$out/load.txt configs=()
   : >"$f"
-  for handler in gosdk json; do
-    log "load: handler=$handler, $rounds rounds of: wrk $wrk_args per side, wrk $wrk_paired_args on both at once, wrk $wrk_light_args per side"
-    # The server on CPU 0 (its GOMAXPROCS follows the affinity: 1), wrk on
-    # CPU 1: on this 2-vCPU kind of machine, the closest to wrk on another host.
-    pin 0 "$out/loadserver" -handler "$handler" >"$out/loadserver.json" 2>"$out/loadserver.log" &
-    local pid=$!
-    for _ in $(seq 50); do [ -s "$out/loadserver.json" ] && break; sleep 0.1; done
-    local auth open token
-    auth=$(sed 's/.*"auth":"\([^"]*\)".*/\1/' "$out/loadserver.json")
-    open=$(sed 's/.*"open":"\([^"]*\)".*/\1/' "$out/loadserver.json")
-    token=$(sed 's/.*"token":"\([^"]*\)".*/\1/' "$out/loadserver.json")
-    for r in $(seq "$rounds"); do
-      # Both sides get the same request bytes, Authorization included: the
-      # open server ignores it, so the difference is the authentication.
-      # Sides alternate, and which goes first alternates by round: the
-      # second run of a pair starts with the GC debt of the first.
-      local order="open auth"
-      [ $((r % 2)) = 0 ] && order="auth open"
-      for load in saturated light; do
-        local args=$wrk_args
-        [ "$load" = light ] && args=$wrk_light_args
-        for side in $order; do
-          local url=$open
-          [ "$side" = auth ] && url=$auth
-          # shellcheck disable=SC2086 # args is a list of flags
-          TOKEN="$token" pin 1 wrk $args --latency -s bench/loadserver/mcp.lua "$url" >"$out/wrk-$handler-$load-$side-$r.txt"
-          echo "$handler $load $side $r $(wrk_stats "$out/wrk-$handler-$load-$side-$r.txt")" >>"$f"
+  for handler in $handlers; do
+    for ballast in $ballasts; do
+      local config=$handler/$ballast
+      configs+=("$config")
+      log "load: handler=$handler, ballast ${ballast} MiB, front=$front: $rounds rounds of: wrk $wrk_args per side, wrk $wrk_paired_args on both at once, wrk $wrk_light_args per side"
+      # The server on CPU 0 (its GOMAXPROCS follows the affinity: 1), wrk on
+      # CPU 1: on this 2-vCPU kind of machine, the closest to wrk on another host.
+      : >"$out/loadserver.json"
+      pin 0 "$out/loadserver" -handler "$handler" -ballast "$ballast" -front "$front" >"$out/loadserver.json" 2>"$out/loadserver.log" &
+      local pid=$!
+      for _ in $(seq 50); do [ -s "$out/loadserver.json" ] && break; sleep 0.1; done
+      local auth open token
+      auth=$(sed 's/.*"auth":"\([^"]*\)".*/\1/' "$out/loadserver.json")
+      open=$(sed 's/.*"open":"\([^"]*\)".*/\1/' "$out/loadserver.json")
+      token=$(sed 's/.*"token":"\([^"]*\)".*/\1/' "$out/loadserver.json")
+      for r in $(seq "$rounds"); do
+        # Both sides get the same request bytes, Authorization included: the
+        # open server ignores it, so the difference is the authentication.
+        # Sides alternate, and which goes first alternates by round: the
+        # second run of a pair starts with the GC debt of the first.
+        local order="open auth"
+        [ $((r % 2)) = 0 ] && order="auth open"
+        for load in saturated light; do
+          local args=$wrk_args
+          [ "$load" = light ] && args=$wrk_light_args
+          for side in $order; do
+            local url=$open w=$out/wrk-$handler-$ballast-$load-$side-$r.txt cpu0
+            [ "$side" = auth ] && url=$auth
+            cpu0=$(cpu_ticks "$pid")
+            # shellcheck disable=SC2086 # args is a list of flags
+            (TOKEN="$token" pin 1 wrk $args --latency -s bench/loadserver/mcp.lua "$url") >"$w"
+            echo "$config $load $side $r $(wrk_stats "$w") $(($(cpu_ticks "$pid") - cpu0))" >>"$f"
+          done
+        done
+        # Paired: both sides at once, against the one server process, so that
+        # its GC cycles and the machine's hiccups, which make the p99 of
+        # separate runs wander by milliseconds, hit both sides alike; which
+        # wrk starts first alternates by round.
+        local first=$open second=$auth bg
+        [ $((r % 2)) = 0 ] && first=$auth second=$open
+        # shellcheck disable=SC2086
+        TOKEN="$token" pin 1 wrk $wrk_paired_args --latency -s bench/loadserver/mcp.lua "$first" >"$out/wrk-paired-first.txt" &
+        bg=$!
+        # shellcheck disable=SC2086
+        (TOKEN="$token" pin 1 wrk $wrk_paired_args --latency -s bench/loadserver/mcp.lua "$second") >"$out/wrk-paired-second.txt"
+        wait "$bg"
+        local po=first pa=second
+        [ "$first" = "$auth" ] && po=second pa=first
+        mv "$out/wrk-paired-$po.txt" "$out/wrk-$handler-$ballast-paired-open-$r.txt"
+        mv "$out/wrk-paired-$pa.txt" "$out/wrk-$handler-$ballast-paired-auth-$r.txt"
+        for side in open auth; do
+          echo "$config paired $side $r $(wrk_stats "$out/wrk-$handler-$ballast-paired-$side-$r.txt") 0" >>"$f"
         done
       done
-      # Paired: both sides at once, against the one server process, so that
-      # its GC cycles and the machine's hiccups, which make the p99 of
-      # separate runs wander by milliseconds, hit both sides alike.
-      local w
-      # shellcheck disable=SC2086
-      TOKEN="$token" pin 1 wrk $wrk_paired_args --latency -s bench/loadserver/mcp.lua "$open" >"$out/wrk-$handler-paired-open-$r.txt" &
-      w=$!
-      # shellcheck disable=SC2086
-      TOKEN="$token" pin 1 wrk $wrk_paired_args --latency -s bench/loadserver/mcp.lua "$auth" >"$out/wrk-$handler-paired-auth-$r.txt"
-      wait "$w"
-      for side in open auth; do
-        echo "$handler paired $side $r $(wrk_stats "$out/wrk-$handler-paired-$side-$r.txt")" >>"$f"
-      done
+      kill "$pid"
+      wait "$pid" 2>/dev/null || true
     done
-    kill "$pid"
-    wait "$pid" 2>/dev/null || true
   done
   echo
-  echo "$rounds rounds; saturated: wrk $wrk_args per side in turn; paired: wrk $wrk_paired_args per side at once;"
-  echo "light: wrk $wrk_light_args per side in turn; medians over rounds"
-  echo "added p99 = median over rounds of (auth − open) within a round; noise = median |open − open| between consecutive rounds"
-  awk '
+  echo "front=$front; $rounds rounds; saturated: wrk $wrk_args per side in turn; paired: wrk $wrk_paired_args per side at once;"
+  echo "light: wrk $wrk_light_args per side in turn; ballast: MiB of live heap the server holds (GC pacing); medians over rounds"
+  echo "added p99 = median over rounds of (auth − open) within a round [range], and in how many rounds auth's was higher;"
+  echo "noise = median |open − open| between consecutive rounds; CPU = the server's user+system time per request"
+  awk -v configs="${configs[*]}" -v hz="$(getconf CLK_TCK)" '
     function med(a, n,   i, j, t) {
       for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
       return (n % 2) ? a[int(n/2)] : (a[n/2-1] + a[n/2]) / 2
     }
     function abs(x) { return x < 0 ? -x : x }
-    { v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; if ($4 > R) R = $4 }
-    function report(H, L,   r, n, a, o, ap, op, d, nz, dmin, dmax, m) {
-      n = 0
+    {
+      v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6
+      v[$1, $2, $3, $4, "cpu"] = ($7 > 0) ? $8 * 1e6 / hz / $7 : 0
+      if ($4 > R) R = $4
+    }
+    function report(C, L,   r, n, a, o, ap, op, ac, oc, d, nz, dmin, dmax, m, up, parts) {
+      n = 0; up = 0
       for (r = 1; r <= R; r++) {
-        a[n] = v[H, L, "auth", r, "rps"]; o[n] = v[H, L, "open", r, "rps"]
-        ap[n] = v[H, L, "auth", r, "p99"]; op[n] = v[H, L, "open", r, "p99"]
+        a[n] = v[C, L, "auth", r, "rps"]; o[n] = v[C, L, "open", r, "rps"]
+        ap[n] = v[C, L, "auth", r, "p99"]; op[n] = v[C, L, "open", r, "p99"]
+        ac[n] = v[C, L, "auth", r, "cpu"]; oc[n] = v[C, L, "open", r, "cpu"]
         d[n] = ap[n] - op[n]
+        if (d[n] > 0) up++
         if (n == 0 || d[n] < dmin) dmin = d[n]; if (n == 0 || d[n] > dmax) dmax = d[n]
         if (n > 0) nz[n-1] = abs(op[n] - op[n-1])
         n++
       }
       m = med(d, n)
-      printf "  handler=%-5s %-9s open %6.0f req/s, auth %6.0f req/s = %5.1f%%", H, L, med(o, n), med(a, n), 100 * med(a, n) / med(o, n)
-      if (L == "saturated") printf " (≥ 90%%: %s)", (med(a, n) >= 0.9 * med(o, n)) ? "met" : "NOT MET"
-      printf "\n  %-15s %-9s p99 open %6.0f µs, auth %6.0f µs; added %5.0f µs [%.0f … %.0f] (≤ 1000: %s); noise %.0f µs\n",
-        "", "", med(op, n), med(ap, n), m, dmin, dmax, (m <= 1000) ? "met" : "NOT MET", (n > 1) ? med(nz, n - 1) : 0
+      split(C, parts, "/")
+      printf "  %-5s %3s MiB %-9s open %6.0f req/s, auth %6.0f req/s = %5.1f%%", parts[1], parts[2], L, med(o, n), med(a, n), 100 * med(a, n) / med(o, n)
+      if (L == "saturated") printf " (≥ 90%%: %s); CPU/request open %.0f µs, auth %.0f µs", (med(a, n) >= 0.9 * med(o, n)) ? "met" : "NOT MET", med(oc, n), med(ac, n)
+      printf "\n  %-23s p99 open %6.0f µs, auth %6.0f µs; added %5.0f µs [%.0f … %.0f], higher in %d/%d (≤ 1000: %s); noise %.0f µs\n",
+        "", med(op, n), med(ap, n), m, dmin, dmax, up, n, (m <= 1000) ? "met" : "NOT MET", (n > 1) ? med(nz, n - 1) : 0
     }
     END {
-      split("gosdk json", hs, " ")
-      for (h = 1; h <= 2; h++) { report(hs[h], "saturated"); report(hs[h], "paired"); report(hs[h], "light") }
+      nc = split(configs, cs, " ")
+      for (c = 1; c <= nc; c++) { report(cs[c], "saturated"); report(cs[c], "paired"); report(cs[c], "light") }
     }' "$f"
 }
 

@@ -11,6 +11,14 @@
 // examples/server; with -handler=json it is a fixed JSON-RPC answer instead,
 // which makes the middleware's share of each request as large as it gets.
 //
+// Two flags are for control experiments (BENCHMARKS.md, "What the p99 gap
+// was"): -front=none serves the bare handler on the auth listener too (an
+// A/A run: the proxy's routes still answer the sign-in), -front=gosdk puts
+// go-sdk's own RequireBearerToken there with a verifier that accepts any
+// bearer token: a context-carrying middleware without cognitomcp. -ballast
+// holds that many MiB of pointer-free live heap, so that the GC paces itself
+// as in a server with that much live data rather than this one's ~1 MiB.
+//
 // Once both listen, loadserver signs in through the proxy (register,
 // authorize, consent, the fake Cognito, callback, token) and prints one JSON
 // line to stdout: {"auth": URL, "open": URL, "token": access token}. It
@@ -35,6 +43,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -49,19 +58,24 @@ import (
 
 func main() {
 	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP) or "json" (a fixed answer)`)
+	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp), "none" (the bare handler) or "gosdk" (go-sdk's RequireBearerToken, any token)`)
+	ballastMiB := flag.Int("ballast", 0, "MiB of pointer-free live heap to hold while serving")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the serving (after sign-in) to this file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *handler, *cpuprofile, os.Stdout); err != nil {
+	ballast := make([]byte, *ballastMiB<<20)
+	err := run(ctx, *handler, *front, *cpuprofile, os.Stdout)
+	runtime.KeepAlive(ballast) // live, in the GC's eyes, while serving
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, handler, cpuprofile string, stdout io.Writer) error {
+func run(ctx context.Context, handler, front, cpuprofile string, stdout io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := newStack(ctx, handler, logger)
+	st, err := newStack(ctx, handler, front, logger)
 	if err != nil {
 		return err
 	}
@@ -116,9 +130,10 @@ type stack struct {
 	pool           *cognitotest.UserPool
 }
 
-// newStack builds the stack for handler ("gosdk" or "json"): the proxy's
-// handler as examples/server mounts it, the bare one on a ServeMux.
-func newStack(ctx context.Context, handler string, logger *slog.Logger) (*stack, error) {
+// newStack builds the stack for handler ("gosdk" or "json"): with front
+// "proxy", the proxy's handler as examples/server mounts it; the bare one on
+// a ServeMux. Fronts "none" and "gosdk" are run's control experiments.
+func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (*stack, error) {
 	var mcpHandler, bridged http.Handler
 	switch handler {
 	case "gosdk":
@@ -129,6 +144,15 @@ func newStack(ctx context.Context, handler string, logger *slog.Logger) (*stack,
 		bridged = mcpHandler
 	default:
 		return nil, fmt.Errorf("-handler: %q is neither gosdk nor json", handler)
+	}
+	switch front {
+	case "proxy":
+	case "none":
+		bridged = mcpHandler
+	case "gosdk":
+		bridged = auth.RequireBearerToken(anyBearer, nil)(mcpHandler)
+	default:
+		return nil, fmt.Errorf("-front: %q is none of proxy, none, gosdk", front)
 	}
 	st := &stack{}
 	var err error
@@ -157,7 +181,22 @@ func newStack(ctx context.Context, handler string, logger *slog.Logger) (*stack,
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpHandler)
 	st.auth, st.open, st.resource = proxy.Handler(bridged), mux, proxy.Resource()
+	if front != "proxy" {
+		st.auth = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/mcp" {
+				bridged.ServeHTTP(w, r)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		})
+	}
 	return st, nil
+}
+
+// anyBearer is -front=gosdk's verifier: every bearer token passes, as the
+// same user.
+func anyBearer(context.Context, string, *http.Request) (*auth.TokenInfo, error) {
+	return &auth.TokenInfo{UserID: "control", Expiration: time.Now().Add(time.Hour)}, nil
 }
 
 // close closes the listeners (if no server took them) and the fake Cognito.

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime/metrics"
 	"strings"
 	"testing"
 )
@@ -16,11 +17,14 @@ const mcpCall = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":
 // server): side=open is the bare handler, side=auth the same handler behind
 // the proxy, with a token signed in through it. The difference is what the
 // proxy adds per request, which the load step's throughput comparison sees
-// through the noise of the machine.
+// through the noise of the machine. goroutines/op (goroutines started per
+// request) and sched-samples/op (the runtime's samples of a goroutine going
+// from runnable to running, about one in eight) show whether a side makes a
+// request wait on other goroutines more often.
 func BenchmarkHandler(b *testing.B) {
 	for _, handler := range []string{"gosdk", "json"} {
 		b.Run("handler="+handler, func(b *testing.B) {
-			st, err := newStack(b.Context(), handler, slog.New(slog.DiscardHandler))
+			st, err := newStack(b.Context(), handler, "proxy", slog.New(slog.DiscardHandler))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -42,6 +46,7 @@ func BenchmarkHandler(b *testing.B) {
 			for _, side := range sides {
 				b.Run("side="+side.name, func(b *testing.B) {
 					b.ReportAllocs()
+					sched := readSched()
 					for b.Loop() {
 						req := httptest.NewRequest(http.MethodPost, side.url, strings.NewReader(mcpCall))
 						req.Header.Set("Content-Type", "application/json")
@@ -54,8 +59,29 @@ func BenchmarkHandler(b *testing.B) {
 							b.Fatalf("status %d: %.200s", w.Code, w.Body.String())
 						}
 					}
+					sched.report(b)
 				})
 			}
 		})
 	}
+}
+
+// schedCounts is a reading of the runtime's goroutine counters.
+type schedCounts struct{ created, scheduled uint64 }
+
+func readSched() schedCounts {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}, {Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	c := schedCounts{created: s[0].Value.Uint64()}
+	for _, n := range s[1].Value.Float64Histogram().Counts {
+		c.scheduled += n
+	}
+	return c
+}
+
+// report reports the goroutines created and scheduled per op since c.
+func (c schedCounts) report(b *testing.B) {
+	now := readSched()
+	b.ReportMetric(float64(now.created-c.created)/float64(b.N), "goroutines/op")
+	b.ReportMetric(float64(now.scheduled-c.scheduled)/float64(b.N), "sched-samples/op")
 }
