@@ -172,10 +172,10 @@ pin() {
 
 load() {
   command -v wrk >/dev/null || { log "wrk missing: apt-get install -y wrk"; return 1; }
-  log "load: CPU per request through each stack, in process, $count interleaved runs"
+  log "load: CPU per request through each stack, in process, one P as the server has, $count interleaved runs"
   : >"$out/handler.txt"
   for _ in $(seq "$count"); do
-    go test -run '^$' -bench '^BenchmarkHandler$' -benchmem -benchtime "$benchtime" ./bench/loadserver |
+    go test -run '^$' -bench '^BenchmarkHandler$' -benchmem -cpu 1 -benchtime "$benchtime" ./bench/loadserver |
       grep '^Benchmark' >>"$out/handler.txt"
   done
   "$benchstat" -col /side "$out/handler.txt"

@@ -12,10 +12,13 @@
 // which makes the middleware's share of each request as large as it gets.
 //
 // Two flags are for control experiments (BENCHMARKS.md, "What the p99 gap
-// was"): -front=none serves the bare handler on the auth listener too (an
-// A/A run: the proxy's routes still answer the sign-in), -front=gosdk puts
-// go-sdk's own RequireBearerToken there with a verifier that accepts any
-// bearer token: a context-carrying middleware without cognitomcp. -ballast
+// was"). -front chooses what serves the auth listener's MCP endpoint (the
+// proxy's routes still answer the sign-in): proxy (the default), none (the
+// bare handler: an A/A run), gosdk (go-sdk's own RequireBearerToken with a
+// verifier that accepts any bearer token: a context-carrying middleware
+// without cognitomcp), copy (only r.WithContext, the request copy every
+// such middleware makes) or copy+alloc (the same, then one 16-byte
+// allocation after the handler). -ballast
 // holds that many MiB of pointer-free live heap, so that the GC paces itself
 // as in a server with that much live data rather than this one's ~1 MiB.
 //
@@ -46,6 +49,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,7 +62,7 @@ import (
 
 func main() {
 	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP) or "json" (a fixed answer)`)
-	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp), "none" (the bare handler) or "gosdk" (go-sdk's RequireBearerToken, any token)`)
+	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp), "none" (the bare handler), "gosdk" (go-sdk's RequireBearerToken, any token), "copy" (r.WithContext only) or "copy+alloc"`)
 	ballastMiB := flag.Int("ballast", 0, "MiB of pointer-free live heap to hold while serving")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the serving (after sign-in) to this file")
 	flag.Parse()
@@ -151,8 +155,10 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 		bridged = mcpHandler
 	case "gosdk":
 		bridged = auth.RequireBearerToken(anyBearer, nil)(mcpHandler)
+	case "copy", "copy+alloc":
+		bridged = copyRequest(mcpHandler, front == "copy+alloc")
 	default:
-		return nil, fmt.Errorf("-front: %q is none of proxy, none, gosdk", front)
+		return nil, fmt.Errorf("-front: %q is none of proxy, none, gosdk, copy, copy+alloc", front)
 	}
 	st := &stack{}
 	var err error
@@ -192,6 +198,22 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	}
 	return st, nil
 }
+
+// copyRequest is -front=copy: what every middleware that hands a value down
+// the context does to the request, and nothing else (r.WithContext, a
+// shallow copy). With alloc (-front=copy+alloc), one more 16-byte heap
+// allocation follows the handler.
+func copyRequest(h http.Handler, alloc bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(r.Context()))
+		if alloc {
+			sink.Store(&struct{ io.Reader }{r.Body})
+		}
+	})
+}
+
+// sink keeps copyRequest's allocation on the heap.
+var sink atomic.Value
 
 // anyBearer is -front=gosdk's verifier: every bearer token passes, as the
 // same user.
