@@ -143,7 +143,8 @@ login() {
   "$benchstat" "$out/login.txt"
 }
 
-# wrk_stats FILE: "requests/s p99-µs requests" of one wrk --latency report.
+# wrk_stats FILE: "requests/s p99-µs requests p50-µs" of one wrk --latency
+# report.
 wrk_stats() {
   awk '
     function us(v) {
@@ -151,9 +152,10 @@ wrk_stats() {
     }
     /Requests\/sec:/ { rps = $2 }
     / requests in / { n = $1 }
+    $1 == "50%" { p50 = us($2) }
     $1 == "99%" { p99 = us($2) }
     /Non-2xx/ { bad = $NF }
-    END { if (bad) { print "wrk: " bad " non-2xx answers" > "/dev/stderr"; exit 1 } printf "%.0f %.0f %d\n", rps, p99, n }' "$1"
+    END { if (bad) { print "wrk: " bad " non-2xx answers" > "/dev/stderr"; exit 1 } printf "%.0f %.0f %d %.0f\n", rps, p99, n, p50 }' "$1"
 }
 
 # cpu_ticks PID: the user and system time PID has used, in clock ticks.
@@ -244,7 +246,8 @@ load() {
   echo "front=$front; $rounds rounds; saturated: wrk $wrk_args per side in turn; paired: wrk $wrk_paired_args per side at once;"
   echo "light: wrk $wrk_light_args per side in turn; ballast: MiB of live heap the server holds (GC pacing); medians over rounds"
   echo "added p99 = median over rounds of (auth − open) within a round [range], and in how many rounds auth's was higher;"
-  echo "noise = median |open − open| between consecutive rounds; CPU = the server's user+system time per request"
+  echo "noise = median |open − open| between consecutive rounds; CPU = the server's user+system time per request;"
+  echo "p50 added = the median over rounds of (auth − open) of p50"
   awk -v configs="${configs[*]}" -v hz="$(getconf CLK_TCK)" '
     function med(a, n,   i, j, t) {
       for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -252,18 +255,20 @@ load() {
     }
     function abs(x) { return x < 0 ? -x : x }
     {
-      v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6
-      v[$1, $2, $3, $4, "cpu"] = ($7 > 0) ? $8 * 1e6 / hz / $7 : 0
+      v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; v[$1, $2, $3, $4, "p50"] = $8
+      v[$1, $2, $3, $4, "cpu"] = ($7 > 0) ? $9 * 1e6 / hz / $7 : 0
       if ($4 > R) R = $4
     }
-    function report(C, L,   r, n, a, o, ap, op, ac, oc, d, nz, dmin, dmax, m, up, parts) {
-      n = 0; up = 0
+    function report(C, L,   r, n, a, o, ap, op, ac, oc, d, d50, nz, dmin, dmax, m, up, up50, parts) {
+      n = 0; up = 0; up50 = 0
       for (r = 1; r <= R; r++) {
         a[n] = v[C, L, "auth", r, "rps"]; o[n] = v[C, L, "open", r, "rps"]
         ap[n] = v[C, L, "auth", r, "p99"]; op[n] = v[C, L, "open", r, "p99"]
         ac[n] = v[C, L, "auth", r, "cpu"]; oc[n] = v[C, L, "open", r, "cpu"]
         d[n] = ap[n] - op[n]
+        d50[n] = v[C, L, "auth", r, "p50"] - v[C, L, "open", r, "p50"]
         if (d[n] > 0) up++
+        if (d50[n] > 0) up50++
         if (n == 0 || d[n] < dmin) dmin = d[n]; if (n == 0 || d[n] > dmax) dmax = d[n]
         if (n > 0) nz[n-1] = abs(op[n] - op[n-1])
         n++
@@ -274,6 +279,7 @@ load() {
       if (L == "saturated") printf " (≥ 90%%: %s); CPU/request open %.0f µs, auth %.0f µs", (med(a, n) >= 0.9 * med(o, n)) ? "met" : "NOT MET", med(oc, n), med(ac, n)
       printf "\n  %-23s p99 open %6.0f µs, auth %6.0f µs; added %5.0f µs [%.0f … %.0f], higher in %d/%d (≤ 1000: %s); noise %.0f µs\n",
         "", med(op, n), med(ap, n), m, dmin, dmax, up, n, (m <= 1000) ? "met" : "NOT MET", (n > 1) ? med(nz, n - 1) : 0
+      printf "  %-23s p50 added %5.0f µs, higher in %d/%d\n", "", med(d50, n), up50, n
     }
     END {
       nc = split(configs, cs, " ")
