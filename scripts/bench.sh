@@ -26,9 +26,9 @@
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
 # "-t1 -c16 -d10s"), WRK_LIGHT_ARGS (default "-t1 -c1 -d5s"), HANDLERS
 # (default "gosdk json"), BALLASTS (default "0 64"), FRONT (default proxy;
-# none and gosdk are the control runs BENCHMARKS.md describes), OUT (default
-# .cache/bench). Results go to $OUT/*.txt; to compare two runs:
-# benchstat old/micro.txt new/micro.txt.
+# none, gosdk, copy and copy+alloc are the control runs BENCHMARKS.md
+# describes), OUT (default .cache/bench). Results go to $OUT/*.txt; to
+# compare two runs: benchstat old/micro.txt new/micro.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -85,3 +85,52 @@ func (c schedCounts) report(b *testing.B) {
 	b.ReportMetric(float64(now.created-c.created)/float64(b.N), "goroutines/op")
 	b.ReportMetric(float64(now.scheduled-c.scheduled)/float64(b.N), "sched-samples/op")
 }
+
+// TestFronts serves wrk's request through every -front, both handlers: the
+// auth listener answers it as the open one does, with the token signed in
+// through the proxy, and only the proxy refuses it without the token.
+func TestFronts(t *testing.T) {
+	for _, handler := range []string{"gosdk", "json"} {
+		for _, front := range []string{"proxy", "none", "gosdk", "copy", "copy+alloc"} {
+			t.Run(handler+"/"+front, func(t *testing.T) {
+				st, err := newStack(t.Context(), handler, front, slog.New(slog.DiscardHandler))
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := &http.Server{Handler: st.auth}
+				go func() { _ = srv.Serve(st.authLn) }()
+				t.Cleanup(func() { _ = srv.Close(); st.close() })
+				token, err := signIn(t.Context(), st.base, st.pool.Transport())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, side := range []struct {
+					name string
+					h    http.Handler
+				}{{"open", st.open}, {"auth", st.auth}} {
+					for _, bearer := range []string{token, ""} {
+						req := httptest.NewRequest(http.MethodPost, st.resource, strings.NewReader(mcpCall))
+						req.Header.Set("Content-Type", "application/json")
+						req.Header.Set("Accept", "application/json, text/event-stream")
+						req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+						if bearer != "" {
+							req.Header.Set("Authorization", "Bearer "+bearer)
+						}
+						w := httptest.NewRecorder()
+						side.h.ServeHTTP(w, req)
+						want := http.StatusOK
+						if side.name == "auth" && bearer == "" && (front == "proxy" || front == "gosdk") {
+							want = http.StatusUnauthorized
+						}
+						if w.Code != want || (want == http.StatusOK && !strings.Contains(w.Body.String(), "hello")) {
+							t.Errorf("%s, token %t: status %d, want %d: %.200s", side.name, bearer != "", w.Code, want, w.Body.String())
+						}
+					}
+				}
+			})
+		}
+	}
+	if _, err := newStack(t.Context(), "gosdk", "nope", slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("newStack with front nope: no error")
+	}
+}
