@@ -46,6 +46,10 @@ mkdir -p "$out"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+# server_pid is the load step's loadserver while one runs: stopped on any exit.
+server_pid=
+trap '[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true' EXIT
+
 benchstat=$(command -v benchstat || true)
 if [ -z "$benchstat" ]; then
   benchstat=$(go env GOPATH)/bin/benchstat
@@ -194,7 +198,9 @@ load() {
       : >"$out/loadserver.json"
       pin 0 "$out/loadserver" -handler "$handler" -ballast "$ballast" -front "$front" >"$out/loadserver.json" 2>"$out/loadserver.log" &
       local pid=$!
-      for _ in $(seq 50); do [ -s "$out/loadserver.json" ] && break; sleep 0.1; done
+      server_pid=$pid
+      for _ in $(seq 100); do [ -s "$out/loadserver.json" ] && break; sleep 0.1; done
+      [ -s "$out/loadserver.json" ] || { log "loadserver did not start:"; cat "$out/loadserver.log" >&2; return 1; }
       local auth open token
       auth=$(sed 's/.*"auth":"\([^"]*\)".*/\1/' "$out/loadserver.json")
       open=$(sed 's/.*"open":"\([^"]*\)".*/\1/' "$out/loadserver.json")
@@ -210,12 +216,14 @@ load() {
           local args=$wrk_args
           [ "$load" = light ] && args=$wrk_light_args
           for side in $order; do
-            local url=$open w=$out/wrk-$handler-$ballast-$load-$side-$r.txt cpu0
+            local url=$open w=$out/wrk-$handler-$ballast-$load-$side-$r.txt cpu0 ticks stats
             [ "$side" = auth ] && url=$auth
             cpu0=$(cpu_ticks "$pid")
             # shellcheck disable=SC2086 # args is a list of flags
             (TOKEN="$token" pin 1 wrk $args --latency -s bench/loadserver/mcp.lua "$url") >"$w"
-            echo "$config $load $side $r $(wrk_stats "$w") $(($(cpu_ticks "$pid") - cpu0))" >>"$f"
+            ticks=$(($(cpu_ticks "$pid") - cpu0))
+            stats=$(wrk_stats "$w")
+            echo "$config $load $side $r $stats $ticks" >>"$f"
           done
         done
         # Paired: both sides at once, against the one server process, so that
@@ -235,51 +243,64 @@ load() {
         mv "$out/wrk-paired-$po.txt" "$out/wrk-$handler-$ballast-paired-open-$r.txt"
         mv "$out/wrk-paired-$pa.txt" "$out/wrk-$handler-$ballast-paired-auth-$r.txt"
         for side in open auth; do
-          echo "$config paired $side $r $(wrk_stats "$out/wrk-$handler-$ballast-paired-$side-$r.txt") 0" >>"$f"
+          local stats
+          stats=$(wrk_stats "$out/wrk-$handler-$ballast-paired-$side-$r.txt")
+          echo "$config paired $side $r $stats 0" >>"$f"
         done
       done
       kill "$pid"
       wait "$pid" 2>/dev/null || true
+      server_pid=
     done
   done
   echo
   echo "front=$front; $rounds rounds; saturated: wrk $wrk_args per side in turn; paired: wrk $wrk_paired_args per side at once;"
-  echo "light: wrk $wrk_light_args per side in turn; ballast: MiB of live heap the server holds (GC pacing); medians over rounds"
-  echo "added p99 = median over rounds of (auth − open) within a round [range], and in how many rounds auth's was higher;"
-  echo "noise = median |open − open| between consecutive rounds; CPU = the server's user+system time per request;"
-  echo "p50 added = the median over rounds of (auth − open) of p50"
+  echo "light: wrk $wrk_light_args per side in turn; ballast: MiB of live heap the server holds (GC pacing)."
+  echo "auth/open: median over rounds of auth's requests ÷ open's; added: median over rounds of (auth − open) within a round;"
+  echo "[lo … hi]: the order statistics that hold that median with ≥ 90 % probability (min … max for 5 or 6 rounds,"
+  echo "2nd … 7th of 8); met: all of it meets the target, NOT MET: none of it, else not resolved. CPU: the server's"
+  echo "user+system time per request (at saturation the server is 100 % busy, so this is 1 ÷ throughput)."
   awk -v configs="${configs[*]}" -v hz="$(getconf CLK_TCK)" '
-    function med(a, n,   i, j, t) {
+    function sort(a, n,   i, j, t) {
       for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return (n % 2) ? a[int(n/2)] : (a[n/2-1] + a[n/2]) / 2
     }
-    function abs(x) { return x < 0 ? -x : x }
+    function med(a, n) { sort(a, n); return (n % 2) ? a[int(n/2)] : (a[n/2-1] + a[n/2]) / 2 }
+    # lowk(n): the largest k such that [x(k), x(n+1-k)] of n sorted values
+    # covers their median with probability 0.9 or more (0: none does).
+    function lowk(n,   k, cum, c) {
+      cum = 0; c = 1
+      for (k = 1; ; k++) { cum += c; if (1 - 2 * cum / 2^n < 0.9 || k > n / 2) return k - 1; c = c * (n - k + 1) / k }
+    }
+    function verdict(lo, hi, bound, above) {
+      if (K == 0) return "too few rounds"
+      if (above) return (lo >= bound) ? "met" : (hi < bound) ? "NOT MET" : "not resolved"
+      return (hi <= bound) ? "met" : (lo > bound) ? "NOT MET" : "not resolved"
+    }
     {
       v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; v[$1, $2, $3, $4, "p50"] = $8
       v[$1, $2, $3, $4, "cpu"] = ($7 > 0) ? $9 * 1e6 / hz / $7 : 0
       if ($4 > R) R = $4
     }
-    function report(C, L,   r, n, a, o, ap, op, ac, oc, d, d50, nz, dmin, dmax, m, up, up50, parts) {
-      n = 0; up = 0; up50 = 0
+    function report(C, L,   r, n, a, o, ac, oc, q, d, d50, up, parts, mq, md) {
+      n = 0; up = 0
       for (r = 1; r <= R; r++) {
-        a[n] = v[C, L, "auth", r, "rps"]; o[n] = v[C, L, "open", r, "rps"]
-        ap[n] = v[C, L, "auth", r, "p99"]; op[n] = v[C, L, "open", r, "p99"]
+        a[n] = v[C, L, "auth", r, "rps"]; o[n] = v[C, L, "open", r, "rps"]; q[n] = a[n] / o[n]
         ac[n] = v[C, L, "auth", r, "cpu"]; oc[n] = v[C, L, "open", r, "cpu"]
-        d[n] = ap[n] - op[n]
+        d[n] = v[C, L, "auth", r, "p99"] - v[C, L, "open", r, "p99"]
         d50[n] = v[C, L, "auth", r, "p50"] - v[C, L, "open", r, "p50"]
         if (d[n] > 0) up++
-        if (d50[n] > 0) up50++
-        if (n == 0 || d[n] < dmin) dmin = d[n]; if (n == 0 || d[n] > dmax) dmax = d[n]
-        if (n > 0) nz[n-1] = abs(op[n] - op[n-1])
         n++
       }
-      m = med(d, n)
+      K = lowk(n); mq = med(q, n); md = med(d, n); sort(d50, n)
       split(C, parts, "/")
-      printf "  %-5s %3s MiB %-9s open %6.0f req/s, auth %6.0f req/s = %5.1f%%", parts[1], parts[2], L, med(o, n), med(a, n), 100 * med(a, n) / med(o, n)
-      if (L == "saturated") printf " (≥ 90%%: %s); CPU/request open %.0f µs, auth %.0f µs", (med(a, n) >= 0.9 * med(o, n)) ? "met" : "NOT MET", med(oc, n), med(ac, n)
-      printf "\n  %-23s p99 open %6.0f µs, auth %6.0f µs; added %5.0f µs [%.0f … %.0f], higher in %d/%d (≤ 1000: %s); noise %.0f µs\n",
-        "", med(op, n), med(ap, n), m, dmin, dmax, up, n, (m <= 1000) ? "met" : "NOT MET", (n > 1) ? med(nz, n - 1) : 0
-      printf "  %-23s p50 added %5.0f µs, higher in %d/%d\n", "", med(d50, n), up50, n
+      printf "  %-5s %3s MiB %-9s open %6.0f req/s, auth %6.0f req/s; auth/open %5.1f%%", parts[1], parts[2], L, med(o, n), med(a, n), 100 * mq
+      if (K) printf " [%.1f … %.1f]", 100 * q[K-1], 100 * q[n-K]
+      if (L == "saturated") printf " (≥ 90%%: %s); CPU/request open %.0f µs, auth %.0f µs", verdict(q[K-1], q[n-K], 0.9, 1), med(oc, n), med(ac, n)
+      printf "\n  %-23s p99 added %6.0f µs", "", md
+      if (K) printf " [%.0f … %.0f]", d[K-1], d[n-K]
+      printf ", higher in %d/%d (≤ 1000: %s); p50 added %.0f µs", up, n, verdict(d[K-1], d[n-K], 1000, 0), (n % 2) ? d50[int(n/2)] : (d50[n/2-1] + d50[n/2]) / 2
+      if (K) printf " [%.0f … %.0f]", d50[K-1], d50[n-K]
+      printf "\n"
     }
     END {
       nc = split(configs, cs, " ")

@@ -69,6 +69,10 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *ballastMiB < 0 {
+		fmt.Fprintln(os.Stderr, "loadserver: -ballast: negative")
+		os.Exit(2)
+	}
 	ballast := make([]byte, *ballastMiB<<20)
 	err := run(ctx, *handler, *front, *cpuprofile, os.Stdout)
 	runtime.KeepAlive(ballast) // live, in the GC's eyes, while serving
@@ -190,8 +194,13 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	mux.Handle("/mcp", mcpHandler)
 	st.auth, st.open, st.resource = proxy.Handler(bridged), mux, proxy.Resource()
 	if front != "proxy" {
+		resource, err := url.Parse(st.resource)
+		if err != nil {
+			st.close()
+			return nil, err
+		}
 		st.auth = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/mcp" {
+			if r.URL.Path == resource.Path {
 				bridged.ServeHTTP(w, r)
 				return
 			}
