@@ -11,14 +11,14 @@
 // examples/server; with -handler=json it is a fixed JSON-RPC answer instead,
 // which makes the middleware's share of each request as large as it gets.
 //
-// -front is for control experiments (BENCHMARKS.md, "What the p99 gap of
-// earlier runs was"): it chooses what serves the auth listener's MCP
-// endpoint, the proxy's routes still answering the sign-in: proxy (the
-// default), none (the bare handler: an A/A run), gosdk (go-sdk's own
-// RequireBearerToken with a verifier that accepts any bearer token: a
-// context-carrying middleware without cognitomcp), copy (only
-// r.WithContext, the request copy every such middleware makes) or
-// copy+alloc (the same, then one 16-byte allocation after the handler).
+// -front is for control experiments (BENCHMARKS.md, "The gap of earlier
+// runs"): it chooses what serves the auth listener's MCP endpoint, the
+// proxy's routes still answering the sign-in: proxy (the default), none
+// (the bare handler: an A/A run), gosdk (go-sdk's own RequireBearerToken
+// with a verifier that accepts any bearer token: a context-carrying
+// middleware without cognitomcp), copy (only r.WithContext, the request
+// copy every such middleware makes) or copy+alloc (the same, then one
+// 16-byte allocation after the handler).
 // -ballast holds that many MiB of pointer-free live heap, so that the GC
 // paces itself as in a server with that much live data rather than this
 // one's ~1 MiB (scripts/bench.sh runs each handler with 0 and 64).
