@@ -24,7 +24,7 @@
 #
 # Environment: COUNT (default 10), BENCHTIME (default 300ms), ROUNDS (5),
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
-# "-t1 -c16 -d10s"), WRK_LIGHT_ARGS (default "-t1 -c1 -d5s"), HANDLERS
+# "-t1 -c2 -d10s"), WRK_LIGHT_ARGS (default "-t1 -c1 -d5s"), HANDLERS
 # (default "gosdk json"), BALLASTS (default "0 64"), FRONT (default proxy;
 # none, gosdk, copy and copy+alloc are the control runs BENCHMARKS.md
 # describes), OUT (default .cache/bench). Results go to $OUT/*.txt; to
@@ -38,7 +38,7 @@ benchtime=${BENCHTIME:-300ms}
 rounds=${ROUNDS:-5}
 wrk_args=${WRK_ARGS:-"-t1 -c32 -d10s"}
 wrk_light_args=${WRK_LIGHT_ARGS:-"-t1 -c1 -d5s"}
-wrk_paired_args=${WRK_PAIRED_ARGS:-"-t1 -c16 -d10s"}
+wrk_paired_args=${WRK_PAIRED_ARGS:-"-t1 -c2 -d10s"}
 handlers=${HANDLERS:-"gosdk json"}
 ballasts=${BALLASTS:-"0 64"}
 front=${FRONT:-proxy}
