@@ -14,10 +14,11 @@
 #   load   wrk against bench/loadserver's MCP endpoint, with and without
 #          auth, ROUNDS times, loopback only, the server on CPU 0 and wrk on
 #          CPU 1: saturated, one side after the other (WRK_ARGS), for
-#          throughput and p99 under load; paired, both sides at once
-#          (WRK_PAIRED_ARGS each), for the p99 auth adds with the noise of
-#          the machine cancelled; one connection (WRK_LIGHT_ARGS) for the
-#          p99 a request pays without queueing. Each handler (HANDLERS) runs
+#          throughput and p99 behind a deep queue; paired, both sides at
+#          once (WRK_PAIRED_ARGS each: still saturated, with a short queue),
+#          for what auth adds to a request's latency with the machine's
+#          noise shared by both sides; one connection (WRK_LIGHT_ARGS) for
+#          the p99 a request pays without queueing. Each handler (HANDLERS) runs
 #          once per BALLASTS entry: the MiB of live heap the server holds,
 #          0 (this server's own ~1 MiB: the GC runs every few requests) and
 #          64 (a GC pace like a server with live data)
@@ -229,7 +230,9 @@ load() {
         # Paired: both sides at once, against the one server process, so that
         # its GC cycles and the machine's hiccups, which make the p99 of
         # separate runs wander by milliseconds, hit both sides alike; which
-        # wrk starts first alternates by round.
+        # wrk starts first alternates by round. Two connections a side keep
+        # the server busy with a queue short enough for a request's own
+        # added latency to show.
         local first=$open second=$auth bg
         [ $((r % 2)) = 0 ] && first=$auth second=$open
         # shellcheck disable=SC2086
