@@ -24,17 +24,7 @@ const mcpCall = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":
 func BenchmarkHandler(b *testing.B) {
 	for _, handler := range []string{"gosdk", "json"} {
 		b.Run("handler="+handler, func(b *testing.B) {
-			st, err := newStack(b.Context(), handler, "proxy", slog.New(slog.DiscardHandler))
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := &http.Server{Handler: st.auth}
-			go func() { _ = srv.Serve(st.authLn) }()
-			b.Cleanup(func() { _ = srv.Close(); st.close() })
-			token, err := signIn(b.Context(), st.base, st.pool.Transport())
-			if err != nil {
-				b.Fatal(err)
-			}
+			st, token := signedIn(b, handler, "proxy")
 			sides := []struct {
 				name string
 				h    http.Handler
@@ -48,13 +38,8 @@ func BenchmarkHandler(b *testing.B) {
 					b.ReportAllocs()
 					sched := readSched()
 					for b.Loop() {
-						req := httptest.NewRequest(http.MethodPost, side.url, strings.NewReader(mcpCall))
-						req.Header.Set("Content-Type", "application/json")
-						req.Header.Set("Accept", "application/json, text/event-stream")
-						req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-						req.Header.Set("Authorization", "Bearer "+token) // the open side ignores it, as with wrk
 						w := httptest.NewRecorder()
-						side.h.ServeHTTP(w, req)
+						side.h.ServeHTTP(w, mcpRequest(side.url, token)) // the open side ignores the token, as with wrk
 						if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "hello") {
 							b.Fatalf("status %d: %.200s", w.Code, w.Body.String())
 						}
@@ -93,31 +78,14 @@ func TestFronts(t *testing.T) {
 	for _, handler := range []string{"gosdk", "json"} {
 		for _, front := range []string{"proxy", "none", "gosdk", "copy", "copy+alloc"} {
 			t.Run(handler+"/"+front, func(t *testing.T) {
-				st, err := newStack(t.Context(), handler, front, slog.New(slog.DiscardHandler))
-				if err != nil {
-					t.Fatal(err)
-				}
-				srv := &http.Server{Handler: st.auth}
-				go func() { _ = srv.Serve(st.authLn) }()
-				t.Cleanup(func() { _ = srv.Close(); st.close() })
-				token, err := signIn(t.Context(), st.base, st.pool.Transport())
-				if err != nil {
-					t.Fatal(err)
-				}
+				st, token := signedIn(t, handler, front)
 				for _, side := range []struct {
 					name string
 					h    http.Handler
 				}{{"open", st.open}, {"auth", st.auth}} {
 					for _, bearer := range []string{token, ""} {
-						req := httptest.NewRequest(http.MethodPost, st.resource, strings.NewReader(mcpCall))
-						req.Header.Set("Content-Type", "application/json")
-						req.Header.Set("Accept", "application/json, text/event-stream")
-						req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-						if bearer != "" {
-							req.Header.Set("Authorization", "Bearer "+bearer)
-						}
 						w := httptest.NewRecorder()
-						side.h.ServeHTTP(w, req)
+						side.h.ServeHTTP(w, mcpRequest(st.resource, bearer))
 						want := http.StatusOK
 						if side.name == "auth" && bearer == "" && (front == "proxy" || front == "gosdk") {
 							want = http.StatusUnauthorized
@@ -133,4 +101,34 @@ func TestFronts(t *testing.T) {
 	if _, err := newStack(t.Context(), "gosdk", "nope", slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("newStack with front nope: no error")
 	}
+}
+
+// signedIn builds the stack for handler and front, serves its auth listener
+// (which answers the sign-in) until the test ends, and signs in.
+func signedIn(tb testing.TB, handler, front string) (*stack, string) {
+	st, err := newStack(tb.Context(), handler, front, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http.Server{Handler: st.auth}
+	go func() { _ = srv.Serve(st.authLn) }()
+	tb.Cleanup(func() { _ = srv.Close(); st.close() })
+	token, err := signIn(tb.Context(), st.base, st.pool.Transport())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, token
+}
+
+// mcpRequest is the request wrk sends (mcp.lua) to url, with the bearer
+// token when there is one.
+func mcpRequest(url, bearer string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, url, strings.NewReader(mcpCall))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	return req
 }
