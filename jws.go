@@ -226,10 +226,16 @@ func (s *tokenSigner) verifiedPayload(raw string, scratch *[]byte) ([]byte, erro
 
 // splitJWS cuts raw into its three parts; each must be non-empty.
 func splitJWS(raw string) (hdr, payload, sig string, ok bool) {
+	hdr, payload, sig, ok = cutJWS(raw)
+	return hdr, payload, sig, ok && hdr != "" && payload != "" && sig != ""
+}
+
+// cutJWS cuts a compact JWS at its two dots, for both verifiers; ok is false
+// unless raw has exactly two and nothing but base64url and dots (isJWSText).
+func cutJWS(raw string) (hdr, payload, sig string, ok bool) {
 	hdr, rest, ok1 := strings.Cut(raw, ".")
 	payload, sig, ok2 := strings.Cut(rest, ".")
-	ok = ok1 && ok2 && hdr != "" && payload != "" && sig != "" && strings.IndexByte(sig, '.') < 0 && isJWSText(raw)
-	return hdr, payload, sig, ok
+	return hdr, payload, sig, ok1 && ok2 && strings.IndexByte(sig, '.') < 0 && isJWSText(raw)
 }
 
 // isJWSText reports whether s holds only what a compact JWS may: base64url

@@ -384,13 +384,9 @@ func splitCognitoJWS(raw string) (h jwtHeader, payload []byte, signed string, si
 	if len(raw) > maxTokenBytes {
 		return h, nil, "", nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformedToken, maxTokenBytes)
 	}
-	hdr, rest, ok1 := strings.Cut(raw, ".")
-	body, sigPart, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || strings.Contains(sigPart, ".") {
-		return h, nil, "", nil, fmt.Errorf("%w: not a compact JWS", ErrMalformedToken)
-	}
-	if !isJWSText(raw) {
-		return h, nil, "", nil, fmt.Errorf("%w: not base64url", ErrMalformedToken)
+	hdr, body, sigPart, ok := cutJWS(raw)
+	if !ok {
+		return h, nil, "", nil, fmt.Errorf("%w: not a compact JWS in base64url", ErrMalformedToken)
 	}
 	hb, err1 := b64Strict.DecodeString(hdr)
 	payload, err2 := b64Strict.DecodeString(body)
