@@ -144,25 +144,30 @@ type stack struct {
 // a ServeMux. The other fronts are the control experiments of the package
 // documentation.
 func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (*stack, error) {
-	var mcpHandler, bridged http.Handler
+	var mcpHandler http.Handler
 	switch handler {
 	case "gosdk":
 		mcpHandler = newMCPHandler(logger)
-		bridged = auth.RequireBearerToken(claimsBridge, nil)(mcpHandler)
 	case "json":
 		mcpHandler = http.HandlerFunc(fixedAnswer)
-		bridged = mcpHandler
 	default:
 		return nil, fmt.Errorf("-handler: %q is neither gosdk nor json", handler)
 	}
+	// behind is what serves the auth listener's MCP endpoint: behind the
+	// proxy (with go-sdk's handler, through the claims bridge), or a control.
+	var behind http.Handler
 	switch front {
 	case "proxy":
+		behind = mcpHandler
+		if handler == "gosdk" {
+			behind = auth.RequireBearerToken(claimsBridge, nil)(mcpHandler)
+		}
 	case "none":
-		bridged = mcpHandler
+		behind = mcpHandler
 	case "gosdk":
-		bridged = auth.RequireBearerToken(anyBearer, nil)(mcpHandler)
+		behind = auth.RequireBearerToken(anyBearer, nil)(mcpHandler)
 	case "copy", "copy+alloc":
-		bridged = copyRequest(mcpHandler, front == "copy+alloc")
+		behind = copyRequest(mcpHandler, front == "copy+alloc")
 	default:
 		return nil, fmt.Errorf("-front: %q is none of proxy, none, gosdk, copy, copy+alloc", front)
 	}
@@ -192,21 +197,23 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpHandler)
-	st.auth, st.open, st.resource = proxy.Handler(bridged), mux, proxy.Resource()
-	if front != "proxy" {
-		resource, err := url.Parse(st.resource)
-		if err != nil {
-			st.close()
-			return nil, err
-		}
-		st.auth = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == resource.Path {
-				bridged.ServeHTTP(w, r)
-				return
-			}
-			proxy.ServeHTTP(w, r)
-		})
+	st.open, st.resource = mux, proxy.Resource()
+	if front == "proxy" {
+		st.auth = proxy.Handler(behind)
+		return st, nil
 	}
+	resource, err := url.Parse(st.resource)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	st.auth = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == resource.Path {
+			behind.ServeHTTP(w, r)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})
 	return st, nil
 }
 
