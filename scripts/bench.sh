@@ -2,7 +2,7 @@
 # Runs cognitomcp's performance benchmarks with their baselines in the same
 # run and compares them with benchstat (BENCHMARKS.md explains every table).
 #
-# Usage: scripts/bench.sh [micro|heap|login|load|all]...   (default: all)
+# Usage: scripts/bench.sh [micro|heap|login|load|deep|all]...   (default: all)
 #
 #   micro  BenchmarkWarmPath (RequireToken+RequireGroups on a cached token,
 #          against the bare handler and go-sdk's RequireBearerToken with a
@@ -22,13 +22,21 @@
 #          once per BALLASTS entry: the MiB of live heap the server holds,
 #          0 (this server's own ~1 MiB: the GC runs every few requests) and
 #          64 (a GC pace like a server with live data)
+#   deep   the whole server behind a deep queue, against an A/A control:
+#          two loadservers on CPU 0, FRONT's and FRONT=none (the bare
+#          handler on both listeners), and each round wrk (WRK_DEEP_ARGS)
+#          on each of their four listeners, one at a time, in a shuffled
+#          order, DEEP_ROUNDS rounds for each DEEP_HANDLERS x BALLASTS: the
+#          p99 the auth listener adds, less what the control's "auth"
+#          listener adds in the same round
 #
 # Environment: COUNT (default 10), BENCHTIME (default 300ms), ROUNDS (5),
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
 # "-t1 -c2 -d10s"), WRK_LIGHT_ARGS (default "-t1 -c1 -d5s"), HANDLERS
 # (default "gosdk json"), BALLASTS (default "0 64"), FRONT (default proxy;
 # none, gosdk, copy and copy+alloc are the control runs BENCHMARKS.md
-# describes), OUT (default .cache/bench). Results go to $OUT/*.txt; to
+# describes), DEEP_ROUNDS (100), WRK_DEEP_ARGS ("-t1 -c32 -d1s"),
+# DEEP_HANDLERS ("gosdk"), OUT (default .cache/bench). Results go to $OUT/*.txt; to
 # compare two runs: benchstat old/micro.txt new/micro.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,13 +51,22 @@ wrk_paired_args=${WRK_PAIRED_ARGS:-"-t1 -c2 -d10s"}
 handlers=${HANDLERS:-"gosdk json"}
 ballasts=${BALLASTS:-"0 64"}
 front=${FRONT:-proxy}
+deep_rounds=${DEEP_ROUNDS:-100}
+wrk_deep_args=${WRK_DEEP_ARGS:-"-t1 -c32 -d1s"}
+deep_handlers=${DEEP_HANDLERS:-gosdk}
 mkdir -p "$out"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# server_pid is the load step's loadserver while one runs: stopped on any exit.
-server_pid=
-trap '[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true' EXIT
+# server_pids are the loadservers running: stopped on any exit.
+server_pids=()
+stop_servers() {
+  [ ${#server_pids[@]} = 0 ] && return
+  kill "${server_pids[@]}" 2>/dev/null || true
+  wait "${server_pids[@]}" 2>/dev/null || true
+  server_pids=()
+}
+trap stop_servers EXIT
 
 benchstat=$(command -v benchstat || true)
 if [ -z "$benchstat" ]; then
@@ -177,6 +194,40 @@ pin() {
   if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then exec taskset -c "$cpu" "$@"; else exec "$@"; fi
 }
 
+# start_server HANDLER BALLAST FRONT PREFIX: starts a loadserver on CPU 0,
+# its line in PREFIX.json and its log in PREFIX.log, adds it to server_pids
+# and waits until it has signed in.
+start_server() {
+  : >"$4.json"
+  pin 0 "$out/loadserver" -handler "$1" -ballast "$2" -front "$3" >"$4.json" 2>"$4.log" &
+  server_pids+=($!)
+  for _ in $(seq 100); do [ -s "$4.json" ] && break; sleep 0.1; done
+  [ -s "$4.json" ] || { log "loadserver did not start:"; cat "$4.log" >&2; return 1; }
+}
+
+# ls_field NAME FILE: the field NAME (auth, open, token) of a loadserver's line.
+ls_field() { sed 's/.*"'"$1"'":"\([^"]*\)".*/\1/' "$2"; }
+
+# order_stats is awk for medians and their intervals: sort, med, and
+# lowk(n), the largest k such that [x(k), x(n+1-k)] of n sorted values
+# covers their median with probability 0.9 or more (0: none does).
+order_stats='
+  function sort(a, n,   i, j, t) {
+    for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+  }
+  function med(a, n) { sort(a, n); return (n % 2) ? a[int(n/2)] : (a[n/2-1] + a[n/2]) / 2 }
+  function lowk(n,   k, cum, c) {
+    cum = 0; c = 1
+    for (k = 1; ; k++) { cum += c; if (1 - 2 * cum / 2^n < 0.9 || k > n / 2) return k - 1; c = c * (n - k + 1) / k }
+  }
+  # verdict: met when all of [lo, hi] meets the bound (at least it when
+  # above, at most it otherwise), NOT MET when none of it does.
+  function verdict(K, lo, hi, bound, above) {
+    if (K == 0) return "too few rounds"
+    if (above) return (lo >= bound) ? "met" : (hi < bound) ? "NOT MET" : "not resolved"
+    return (hi <= bound) ? "met" : (lo > bound) ? "NOT MET" : "not resolved"
+  }'
+
 load() {
   command -v wrk >/dev/null || { log "wrk missing: apt-get install -y wrk"; return 1; }
   log "load: CPU per request through each stack, in process, one P as the server has, $count interleaved runs"
@@ -196,16 +247,11 @@ load() {
       log "load: handler=$handler, ballast ${ballast} MiB, front=$front: $rounds rounds of: wrk $wrk_args per side, wrk $wrk_paired_args on both at once, wrk $wrk_light_args per side"
       # The server on CPU 0 (its GOMAXPROCS follows the affinity: 1), wrk on
       # CPU 1: on this 2-vCPU kind of machine, the closest to wrk on another host.
-      : >"$out/loadserver.json"
-      pin 0 "$out/loadserver" -handler "$handler" -ballast "$ballast" -front "$front" >"$out/loadserver.json" 2>"$out/loadserver.log" &
-      local pid=$!
-      server_pid=$pid
-      for _ in $(seq 100); do [ -s "$out/loadserver.json" ] && break; sleep 0.1; done
-      [ -s "$out/loadserver.json" ] || { log "loadserver did not start:"; cat "$out/loadserver.log" >&2; return 1; }
-      local auth open token
-      auth=$(sed 's/.*"auth":"\([^"]*\)".*/\1/' "$out/loadserver.json")
-      open=$(sed 's/.*"open":"\([^"]*\)".*/\1/' "$out/loadserver.json")
-      token=$(sed 's/.*"token":"\([^"]*\)".*/\1/' "$out/loadserver.json")
+      start_server "$handler" "$ballast" "$front" "$out/loadserver" || return 1
+      local pid=${server_pids[-1]} auth open token
+      auth=$(ls_field auth "$out/loadserver.json")
+      open=$(ls_field open "$out/loadserver.json")
+      token=$(ls_field token "$out/loadserver.json")
       for r in $(seq "$rounds"); do
         # Both sides get the same request bytes, Authorization included: the
         # open server ignores it, so the difference is the authentication.
@@ -251,9 +297,7 @@ load() {
           echo "$config paired $side $r $stats 0" >>"$f"
         done
       done
-      kill "$pid"
-      wait "$pid" 2>/dev/null || true
-      server_pid=
+      stop_servers
     done
   done
   echo
@@ -263,22 +307,7 @@ load() {
   echo "[lo … hi]: the order statistics that hold that median with ≥ 90 % probability (min … max for 5 or 6 rounds,"
   echo "2nd … 7th of 8); met: all of it meets the target, NOT MET: none of it, else not resolved. CPU: the server's"
   echo "user+system time per request (at saturation the server is 100 % busy, so this is 1 ÷ throughput)."
-  awk -v configs="${configs[*]}" -v hz="$(getconf CLK_TCK)" '
-    function sort(a, n,   i, j, t) {
-      for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-    }
-    function med(a, n) { sort(a, n); return (n % 2) ? a[int(n/2)] : (a[n/2-1] + a[n/2]) / 2 }
-    # lowk(n): the largest k such that [x(k), x(n+1-k)] of n sorted values
-    # covers their median with probability 0.9 or more (0: none does).
-    function lowk(n,   k, cum, c) {
-      cum = 0; c = 1
-      for (k = 1; ; k++) { cum += c; if (1 - 2 * cum / 2^n < 0.9 || k > n / 2) return k - 1; c = c * (n - k + 1) / k }
-    }
-    function verdict(lo, hi, bound, above) {
-      if (K == 0) return "too few rounds"
-      if (above) return (lo >= bound) ? "met" : (hi < bound) ? "NOT MET" : "not resolved"
-      return (hi <= bound) ? "met" : (lo > bound) ? "NOT MET" : "not resolved"
-    }
+  awk -v configs="${configs[*]}" -v hz="$(getconf CLK_TCK)" "$order_stats"'
     {
       v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; v[$1, $2, $3, $4, "p50"] = $8
       v[$1, $2, $3, $4, "cpu"] = ($7 > 0) ? $9 * 1e6 / hz / $7 : 0
@@ -298,10 +327,10 @@ load() {
       split(C, parts, "/")
       printf "  %-5s %3s MiB %-9s open %6.0f req/s, auth %6.0f req/s; auth/open %5.1f%%", parts[1], parts[2], L, med(o, n), med(a, n), 100 * mq
       if (K) printf " [%.1f … %.1f]", 100 * q[K-1], 100 * q[n-K]
-      if (L == "saturated") printf " (≥ 90%%: %s); CPU/request open %.0f µs, auth %.0f µs", verdict(q[K-1], q[n-K], 0.9, 1), med(oc, n), med(ac, n)
+      if (L == "saturated") printf " (≥ 90%%: %s); CPU/request open %.0f µs, auth %.0f µs", verdict(K, q[K-1], q[n-K], 0.9, 1), med(oc, n), med(ac, n)
       printf "\n  %-23s p99 added %6.0f µs", "", md
       if (K) printf " [%.0f … %.0f]", d[K-1], d[n-K]
-      printf ", higher in %d/%d (≤ 1000: %s); p50 added %.0f µs", up, n, verdict(d[K-1], d[n-K], 1000, 0), (n % 2) ? d50[int(n/2)] : (d50[n/2-1] + d50[n/2]) / 2
+      printf ", higher in %d/%d (≤ 1000: %s); p50 added %.0f µs", up, n, verdict(K, d[K-1], d[n-K], 1000, 0), (n % 2) ? d50[int(n/2)] : (d50[n/2-1] + d50[n/2]) / 2
       if (K) printf " [%.0f … %.0f]", d50[K-1], d50[n-K]
       printf "\n"
     }
@@ -311,14 +340,94 @@ load() {
     }' "$f"
 }
 
+# deep: the whole server behind a deep queue, one listener at a time, with
+# an A/A control in the same rounds. Separate wrk runs see the machine's
+# speed wander by a third between seconds, and one listener can run behind
+# the other with the same handler on both; shuffling the four listeners of
+# two servers in each round, and subtracting the control's difference of the
+# same round, leaves what the front adds.
+deep() {
+  command -v wrk >/dev/null || { log "wrk missing: apt-get install -y wrk"; return 1; }
+  go build -o "$out/loadserver" ./bench/loadserver
+  local f=$out/deep.txt configs=()
+  : >"$f"
+  for handler in $deep_handlers; do
+    for ballast in $ballasts; do
+      local config=$handler/$ballast
+      configs+=("$config")
+      log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of front=$front and of front=none, shuffled"
+      start_server "$handler" "$ballast" "$front" "$out/deep-test" || return 1
+      start_server "$handler" "$ballast" none "$out/deep-control" || return 1
+      local token listeners=() url=() fr side r i j t stats
+      token=$(ls_field token "$out/deep-test.json")
+      for fr in test control; do
+        for side in auth open; do
+          listeners+=("$fr $side")
+          url+=("$(ls_field "$side" "$out/deep-$fr.json")")
+        done
+      done
+      for r in $(seq "$deep_rounds"); do
+        local order=(0 1 2 3)
+        for ((i = 3; i > 0; i--)); do
+          j=$((RANDOM % (i + 1))); t=${order[i]}; order[i]=${order[j]}; order[j]=$t
+        done
+        for i in "${order[@]}"; do
+          local w=$out/wrk-deep.txt
+          # shellcheck disable=SC2086 # a list of flags
+          (TOKEN="$token" pin 1 wrk $wrk_deep_args --latency -s bench/loadserver/mcp.lua "${url[i]}") >"$w"
+          stats=$(wrk_stats "$w")
+          echo "$config ${listeners[i]} $r $stats" >>"$f"
+        done
+      done
+      stop_servers
+    done
+  done
+  echo
+  echo "deep: wrk $wrk_deep_args on one listener at a time, $deep_rounds rounds; test: front=$front, control: front=none"
+  echo "(the bare handler on both listeners). added: median over rounds of (auth − open) within a round; less"
+  echo "the control: of (test's auth − open) − (control's auth − open). [lo … hi]: ≥ 90 % order-statistic interval."
+  awk "$order_stats"'
+    { v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; v[$1, $2, $3, $4, "p50"] = $8; if ($4 > R) R = $4 }
+    function show(label, a, n, unit, div,   K, f) {
+      K = lowk(n); sort(a, n)
+      f = (unit == "%") ? "%.1f" : "%+.2f"
+      printf "    %-34s " f " %s", label, med(a, n) / div, unit
+      if (K) printf " [" f " … " f "]", a[K-1] / div, a[n-K] / div
+    }
+    function report(C,   r, n, dt, dc, dd, p50, q, qc, up, upc, K, parts, open) {
+      n = 0; up = 0; upc = 0
+      for (r = 1; r <= R; r++) {
+        if (!((C, "test", "auth", r, "p99") in v)) continue
+        dt[n] = v[C, "test", "auth", r, "p99"] - v[C, "test", "open", r, "p99"]
+        dc[n] = v[C, "control", "auth", r, "p99"] - v[C, "control", "open", r, "p99"]
+        dd[n] = dt[n] - dc[n]
+        p50[n] = v[C, "test", "auth", r, "p50"] - v[C, "test", "open", r, "p50"]
+        q[n] = 100 * v[C, "test", "auth", r, "rps"] / v[C, "test", "open", r, "rps"]
+        qc[n] = 100 * v[C, "control", "auth", r, "rps"] / v[C, "control", "open", r, "rps"]
+        open[n] = v[C, "test", "open", r, "p99"]
+        up += dt[n] > 0; upc += dd[n] > 0
+        n++
+      }
+      split(C, parts, "/")
+      printf "  %-5s %3s MiB: open p99 %.1f ms over %d rounds\n", parts[1], parts[2], med(open, n) / 1000, n
+      show("p99 added", dt, n, "ms", 1000); printf ", higher in %d/%d\n", up, n
+      show("p99 added by the control (A/A)", dc, n, "ms", 1000); printf "\n"
+      show("p99 added, less the control", dd, n, "ms", 1000); K = lowk(n); sort(dd, n)
+      printf ", higher in %d/%d (≤ 1 ms: %s)\n", upc, n, verdict(K, dd[K-1], dd[n-K], 1000, 0)
+      show("p50 added", p50, n, "ms", 1000); printf "\n"
+      show("requests, auth ÷ open", q, n, "%", 1); printf "; control %.1f %%\n", med(qc, n)
+    }
+    END { nc = split(configs, cs, " "); for (c = 1; c <= nc; c++) report(cs[c]) }' configs="${configs[*]}" "$f"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(micro heap login load)
+[ ${#steps[@]} -gt 0 ] || steps=(micro heap login load deep)
 machine
 rm -f "$out/cognitomcp.test"
 for s in "${steps[@]}"; do
   case $s in
-  micro | heap | login | load) "$s" ;;
-  all) micro; heap; login; load ;;
-  *) echo "usage: scripts/bench.sh [micro|heap|login|load|all]..." >&2; exit 2 ;;
+  micro | heap | login | load | deep) "$s" ;;
+  all) micro; heap; login; load; deep ;;
+  *) echo "usage: scripts/bench.sh [micro|heap|login|load|deep|all]..." >&2; exit 2 ;;
   esac
 done

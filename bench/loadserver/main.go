@@ -13,12 +13,15 @@
 //
 // -front is for control experiments (BENCHMARKS.md, "The gap of earlier
 // runs"): it chooses what serves the auth listener's MCP endpoint, the
-// proxy's routes still answering the sign-in: proxy (the default), none
+// proxy's routes still answering the sign-in: proxy (the default),
+// cognitomcp (the proxy without examples/server's bridge to go-sdk), none
 // (the bare handler: an A/A run), gosdk (go-sdk's own RequireBearerToken
 // with a verifier that accepts any bearer token: a context-carrying
 // middleware without cognitomcp), copy (only r.WithContext, the request
 // copy every such middleware makes) or copy+alloc (the same, then one
 // 16-byte allocation after the handler).
+// scripts/bench.sh's deep step runs one loadserver with -front=none beside
+// the one it measures, as the A/A control of the same rounds.
 // -ballast holds that many MiB of pointer-free live heap, so that the GC
 // paces itself as in a server with that much live data rather than this
 // one's ~1 MiB (scripts/bench.sh runs each handler with 0 and 64).
@@ -63,7 +66,7 @@ import (
 
 func main() {
 	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP) or "json" (a fixed answer)`)
-	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp), "none" (the bare handler), "gosdk" (go-sdk's RequireBearerToken, any token), "copy" (r.WithContext only) or "copy+alloc"`)
+	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp and, for go-sdk, the claims bridge), "cognitomcp" (without the bridge), "none" (the bare handler), "gosdk" (go-sdk's RequireBearerToken, any token), "copy" (r.WithContext only) or "copy+alloc"`)
 	ballastMiB := flag.Int("ballast", 0, "MiB of pointer-free live heap to hold while serving")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the serving (after sign-in) to this file")
 	flag.Parse()
@@ -162,6 +165,8 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 		if handler == "gosdk" {
 			behind = auth.RequireBearerToken(claimsBridge, nil)(mcpHandler)
 		}
+	case "cognitomcp":
+		behind = mcpHandler
 	case "none":
 		behind = mcpHandler
 	case "gosdk":
@@ -169,7 +174,7 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	case "copy", "copy+alloc":
 		behind = copyRequest(mcpHandler, front == "copy+alloc")
 	default:
-		return nil, fmt.Errorf("-front: %q is none of proxy, none, gosdk, copy, copy+alloc", front)
+		return nil, fmt.Errorf("-front: %q is none of proxy, cognitomcp, none, gosdk, copy, copy+alloc", front)
 	}
 	st := &stack{}
 	var err error
@@ -198,7 +203,7 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpHandler)
 	st.open, st.resource = mux, proxy.Resource()
-	if front == "proxy" {
+	if front == "proxy" || front == "cognitomcp" {
 		st.auth = proxy.Handler(behind)
 		return st, nil
 	}

@@ -51,6 +51,29 @@ func BenchmarkHandler(b *testing.B) {
 	}
 }
 
+// fronts are loadserver's -front values.
+var fronts = []string{"proxy", "cognitomcp", "none", "gosdk", "copy", "copy+alloc"}
+
+// BenchmarkFronts is the cost of wrk's request through the auth listener of
+// every -front, go-sdk's handler: what each part of the proxy's chain
+// allocates, and (noisily: a GC cycle every ~8 requests) what it costs.
+// Compare with benchstat -col /front.
+func BenchmarkFronts(b *testing.B) {
+	for _, front := range fronts {
+		b.Run("front="+front, func(b *testing.B) {
+			st, token := signedIn(b, "gosdk", front)
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				st.auth.ServeHTTP(w, mcpRequest(st.resource, token))
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d: %.200s", w.Code, w.Body.String())
+				}
+			}
+		})
+	}
+}
+
 // schedCounts is a reading of the runtime's goroutine counters.
 type schedCounts struct{ created, scheduled uint64 }
 
@@ -76,7 +99,7 @@ func (c schedCounts) report(b *testing.B) {
 // through the proxy, and only the proxy refuses it without the token.
 func TestFronts(t *testing.T) {
 	for _, handler := range []string{"gosdk", "json"} {
-		for _, front := range []string{"proxy", "none", "gosdk", "copy", "copy+alloc"} {
+		for _, front := range fronts {
 			t.Run(handler+"/"+front, func(t *testing.T) {
 				st, token := signedIn(t, handler, front)
 				for _, side := range []struct {
@@ -87,7 +110,7 @@ func TestFronts(t *testing.T) {
 						w := httptest.NewRecorder()
 						side.h.ServeHTTP(w, mcpRequest(st.resource, bearer))
 						want := http.StatusOK
-						if side.name == "auth" && bearer == "" && (front == "proxy" || front == "gosdk") {
+						if side.name == "auth" && bearer == "" && (front == "proxy" || front == "cognitomcp" || front == "gosdk") {
 							want = http.StatusUnauthorized
 						}
 						if w.Code != want || (want == http.StatusOK && !strings.Contains(w.Body.String(), "hello")) {
