@@ -36,7 +36,8 @@
 # (default "gosdk json"), BALLASTS (default "0 64"), FRONT (default proxy;
 # none, gosdk, copy and copy+alloc are the control runs BENCHMARKS.md
 # describes), DEEP_ROUNDS (100), WRK_DEEP_ARGS ("-t1 -c32 -d1s"),
-# DEEP_HANDLERS ("gosdk"), OUT (default .cache/bench). Results go to $OUT/*.txt; to
+# DEEP_HANDLERS ("gosdk"), LOADSERVER_ARGS (more loadserver flags, e.g.
+# "-revocation-check 5m"), OUT (default .cache/bench). Results go to $OUT/*.txt; to
 # compare two runs: benchstat old/micro.txt new/micro.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,7 @@ front=${FRONT:-proxy}
 deep_rounds=${DEEP_ROUNDS:-100}
 wrk_deep_args=${WRK_DEEP_ARGS:-"-t1 -c32 -d1s"}
 deep_handlers=${DEEP_HANDLERS:-gosdk}
+loadserver_args=${LOADSERVER_ARGS:-}
 mkdir -p "$out"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -199,7 +201,8 @@ pin() {
 # and waits until it has signed in.
 start_server() {
   : >"$4.json"
-  pin 0 "$out/loadserver" -handler "$1" -ballast "$2" -front "$3" >"$4.json" 2>"$4.log" &
+  # shellcheck disable=SC2086 # a list of flags
+  pin 0 "$out/loadserver" -handler "$1" -ballast "$2" -front "$3" $loadserver_args >"$4.json" 2>"$4.log" &
   server_pids+=($!)
   for _ in $(seq 100); do [ -s "$4.json" ] && break; sleep 0.1; done
   [ -s "$4.json" ] || { log "loadserver did not start:"; cat "$4.log" >&2; return 1; }

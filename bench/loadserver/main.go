@@ -14,7 +14,10 @@
 // -front is for control experiments (BENCHMARKS.md, "The gap of earlier
 // runs"): it chooses what serves the auth listener's MCP endpoint, the
 // proxy's routes still answering the sign-in: proxy (the default),
-// cognitomcp (the proxy without examples/server's bridge to go-sdk), none
+// cognitomcp (the proxy without examples/server's bridge to go-sdk),
+// cognitomcp+gosdk (the proxy, then go-sdk's RequireBearerToken with a
+// verifier that accepts any token instead of the bridge), cognitomcp+copy
+// (the proxy, then one more request copy), none
 // (the bare handler: an A/A run), gosdk (go-sdk's own RequireBearerToken
 // with a verifier that accepts any bearer token: a context-carrying
 // middleware without cognitomcp), copy (only r.WithContext, the request
@@ -64,9 +67,14 @@ import (
 	"github.com/cognitomcp/cognitomcp/cognitotest"
 )
 
+// revocationCheck is the proxy's RevocationCheckInterval (0: the library's
+// default): how often a token's cache entry expires and the token is
+// verified again.
+var revocationCheck = flag.Duration("revocation-check", 0, "the proxy's RevocationCheckInterval (0: its default)")
+
 func main() {
 	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP) or "json" (a fixed answer)`)
-	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp and, for go-sdk, the claims bridge), "cognitomcp" (without the bridge), "none" (the bare handler), "gosdk" (go-sdk's RequireBearerToken, any token), "copy" (r.WithContext only) or "copy+alloc"`)
+	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp and, for go-sdk, the claims bridge), "cognitomcp" (without the bridge), "cognitomcp+gosdk", "cognitomcp+copy", "none" (the bare handler), "gosdk" (go-sdk's RequireBearerToken, any token), "copy" (r.WithContext only) or "copy+alloc"`)
 	ballastMiB := flag.Int("ballast", 0, "MiB of pointer-free live heap to hold while serving")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the serving (after sign-in) to this file")
 	flag.Parse()
@@ -167,6 +175,10 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 		}
 	case "cognitomcp":
 		behind = mcpHandler
+	case "cognitomcp+gosdk":
+		behind = auth.RequireBearerToken(anyBearer, nil)(mcpHandler)
+	case "cognitomcp+copy":
+		behind = copyRequest(mcpHandler, false)
 	case "none":
 		behind = mcpHandler
 	case "gosdk":
@@ -174,7 +186,7 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	case "copy", "copy+alloc":
 		behind = copyRequest(mcpHandler, front == "copy+alloc")
 	default:
-		return nil, fmt.Errorf("-front: %q is none of proxy, cognitomcp, none, gosdk, copy, copy+alloc", front)
+		return nil, fmt.Errorf("-front: %q is none of proxy, cognitomcp, cognitomcp+gosdk, cognitomcp+copy, none, gosdk, copy, copy+alloc", front)
 	}
 	st := &stack{}
 	var err error
@@ -194,7 +206,7 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	proxy, err := cognitomcp.NewProxy(ctx, cognitomcp.ProxyConfig{
 		IssuerURL: st.pool.Issuer, ClientID: app.ID, ClientSecret: "upstream-secret", BaseURL: st.base,
 		Keys:       cognitomcp.KeyConfig{MasterSecret: []byte("loadserver-master-secret-32bytes")},
-		HTTPClient: st.pool.HTTPClient(), Logger: logger,
+		HTTPClient: st.pool.HTTPClient(), Logger: logger, RevocationCheckInterval: *revocationCheck,
 	})
 	if err != nil {
 		st.close()
@@ -203,7 +215,7 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpHandler)
 	st.open, st.resource = mux, proxy.Resource()
-	if front == "proxy" || front == "cognitomcp" {
+	if front == "proxy" || strings.HasPrefix(front, "cognitomcp") {
 		st.auth = proxy.Handler(behind)
 		return st, nil
 	}

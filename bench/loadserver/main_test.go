@@ -52,7 +52,7 @@ func BenchmarkHandler(b *testing.B) {
 }
 
 // fronts are loadserver's -front values.
-var fronts = []string{"proxy", "cognitomcp", "none", "gosdk", "copy", "copy+alloc"}
+var fronts = []string{"proxy", "cognitomcp", "cognitomcp+gosdk", "cognitomcp+copy", "none", "gosdk", "copy", "copy+alloc"}
 
 // BenchmarkFronts is the cost of wrk's request through the auth listener of
 // every -front, go-sdk's handler: what each part of the proxy's chain
@@ -110,7 +110,7 @@ func TestFronts(t *testing.T) {
 						w := httptest.NewRecorder()
 						side.h.ServeHTTP(w, mcpRequest(st.resource, bearer))
 						want := http.StatusOK
-						if side.name == "auth" && bearer == "" && (front == "proxy" || front == "cognitomcp" || front == "gosdk") {
+						if side.name == "auth" && bearer == "" && (front == "proxy" || strings.HasPrefix(front, "cognitomcp") || front == "gosdk") {
 							want = http.StatusUnauthorized
 						}
 						if w.Code != want || (want == http.StatusOK && !strings.Contains(w.Body.String(), "hello")) {
