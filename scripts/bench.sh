@@ -231,8 +231,14 @@ order_stats='
     return (hi <= bound) ? "met" : (lo > bound) ? "NOT MET" : "not resolved"
   }'
 
-load() {
+# build_loadserver: checks for wrk and builds bench/loadserver into $out.
+build_loadserver() {
   command -v wrk >/dev/null || { log "wrk missing: apt-get install -y wrk"; return 1; }
+  go build -o "$out/loadserver" ./bench/loadserver
+}
+
+load() {
+  build_loadserver || return 1
   log "load: CPU per request through each stack, in process, one P as the server has, $count interleaved runs"
   : >"$out/handler.txt"
   for _ in $(seq "$count"); do
@@ -240,7 +246,6 @@ load() {
       grep '^Benchmark' >>"$out/handler.txt"
   done
   "$benchstat" -col /side "$out/handler.txt"
-  go build -o "$out/loadserver" ./bench/loadserver
   local f=$out/load.txt configs=()
   : >"$f"
   for handler in $handlers; do
@@ -350,8 +355,7 @@ load() {
 # two servers in each round, and subtracting the control's difference of the
 # same round, leaves what the front adds.
 deep() {
-  command -v wrk >/dev/null || { log "wrk missing: apt-get install -y wrk"; return 1; }
-  go build -o "$out/loadserver" ./bench/loadserver
+  build_loadserver || return 1
   local f=$out/deep.txt configs=()
   : >"$f"
   for handler in $deep_handlers; do
