@@ -55,6 +55,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -71,6 +72,10 @@ import (
 // default): how often a token's cache entry expires and the token is
 // verified again.
 var revocationCheck = flag.Duration("revocation-check", 0, "the proxy's RevocationCheckInterval (0: its default)")
+
+// traceFile is where to write a runtime/trace of the serving (after the
+// sign-in); go tool trace -pprof=sched or -pprof=sync reads it.
+var traceFile = flag.String("trace", "", "write a runtime/trace of the serving (after sign-in) to this file")
 
 func main() {
 	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP) or "json" (a fixed answer)`)
@@ -122,6 +127,17 @@ func run(ctx context.Context, handler, front, cpuprofile string, stdout io.Write
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	line, _ := json.Marshal(map[string]string{"auth": st.resource, "open": "http://" + st.openLn.Addr().String() + "/mcp", "token": token})
 	fmt.Fprintln(stdout, string(line))
