@@ -117,27 +117,23 @@ func run(ctx context.Context, handler, front, cpuprofile string, stdout io.Write
 	if err != nil {
 		return fmt.Errorf("sign in: %w", err)
 	}
-	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
+	for _, rec := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{{cpuprofile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {*traceFile, trace.Start, trace.Stop}} {
+		if rec.path == "" {
+			continue
+		}
+		f, err := os.Create(rec.path)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := rec.start(f); err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
-	}
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return err
-		}
-		defer trace.Stop()
+		defer rec.stop()
 	}
 	line, _ := json.Marshal(map[string]string{"auth": st.resource, "open": "http://" + st.openLn.Addr().String() + "/mcp", "token": token})
 	fmt.Fprintln(stdout, string(line))
