@@ -321,7 +321,7 @@ load() {
       v[$1, $2, $3, $4, "cpu"] = ($7 > 0) ? $9 * 1e6 / hz / $7 : 0
       if ($4 > R) R = $4
     }
-    function report(C, L,   r, n, a, o, ac, oc, q, d, d50, up, parts, mq, md) {
+    function report(C, L,   r, n, a, o, ac, oc, q, d, d50, up, parts, mq, md, md50) {
       n = 0; up = 0
       for (r = 1; r <= R; r++) {
         a[n] = v[C, L, "auth", r, "rps"]; o[n] = v[C, L, "open", r, "rps"]; q[n] = a[n] / o[n]
@@ -331,14 +331,14 @@ load() {
         if (d[n] > 0) up++
         n++
       }
-      K = lowk(n); mq = med(q, n); md = med(d, n); sort(d50, n)
+      K = lowk(n); mq = med(q, n); md = med(d, n); md50 = med(d50, n)
       split(C, parts, "/")
       printf "  %-5s %3s MiB %-9s open %6.0f req/s, auth %6.0f req/s; auth/open %5.1f%%", parts[1], parts[2], L, med(o, n), med(a, n), 100 * mq
       if (K) printf " [%.1f … %.1f]", 100 * q[K-1], 100 * q[n-K]
       if (L == "saturated") printf " (≥ 90%%: %s); CPU/request open %.0f µs, auth %.0f µs", verdict(K, q[K-1], q[n-K], 0.9, 1), med(oc, n), med(ac, n)
       printf "\n  %-23s p99 added %6.0f µs", "", md
       if (K) printf " [%.0f … %.0f]", d[K-1], d[n-K]
-      printf ", higher in %d/%d (≤ 1000: %s); p50 added %.0f µs", up, n, verdict(K, d[K-1], d[n-K], 1000, 0), (n % 2) ? d50[int(n/2)] : (d50[n/2-1] + d50[n/2]) / 2
+      printf ", higher in %d/%d (≤ 1000: %s); p50 added %.0f µs", up, n, verdict(K, d[K-1], d[n-K], 1000, 0), md50
       if (K) printf " [%.0f … %.0f]", d50[K-1], d50[n-K]
       printf "\n"
     }
@@ -419,7 +419,7 @@ deep() {
       printf "  %-5s %3s MiB: open p99 %.1f ms over %d rounds\n", parts[1], parts[2], med(open, n) / 1000, n
       show("p99 added", dt, n, "ms", 1000); printf ", higher in %d/%d\n", up, n
       show("p99 added by the control (A/A)", dc, n, "ms", 1000); printf "\n"
-      show("p99 added, less the control", dd, n, "ms", 1000); K = lowk(n); sort(dd, n)
+      show("p99 added, less the control", dd, n, "ms", 1000); K = lowk(n) # show sorted dd
       printf ", higher in %d/%d (≤ 1 ms: %s)\n", upc, n, verdict(K, dd[K-1], dd[n-K], 1000, 0)
       show("p50 added", p50, n, "ms", 1000); printf "\n"
       show("requests, auth ÷ open", q, n, "%", 1); printf "; control %.1f %%\n", med(qc, n)
