@@ -28,7 +28,10 @@
 #          on each of their four listeners, one at a time, in a shuffled
 #          order, DEEP_ROUNDS rounds for each DEEP_HANDLERS x BALLASTS: the
 #          p99 the auth listener adds, less what the control's "auth"
-#          listener adds in the same round
+#          listener adds in the same round, and what each run cost the
+#          runtime per request (GC cycles, allocation, GC CPU, goroutines,
+#          scheduling waits: loadserver's /debug/runtime, read with curl
+#          before and after the run)
 #
 # Environment: COUNT (default 10), BENCHTIME (default 300ms), ROUNDS (5),
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
@@ -206,10 +209,41 @@ start_server() {
   server_pids+=($!)
   for _ in $(seq 100); do [ -s "$4.json" ] && break; sleep 0.1; done
   [ -s "$4.json" ] || { log "loadserver did not start:"; cat "$4.log" >&2; return 1; }
+  local side
+  for side in auth open; do
+    session_of[$(ls_field "$side" "$4.json")]=$(ls_field "${side}_session" "$4.json")
+  done
 }
 
-# ls_field NAME FILE: the field NAME (auth, open, token) of a loadserver's line.
-ls_field() { sed 's/.*"'"$1"'":"\([^"]*\)".*/\1/' "$2"; }
+# session_of maps a listener's MCP URL to the session loadserver opened
+# through it (-handler session; empty otherwise), for mcp.lua.
+declare -A session_of=()
+
+# ls_field NAME FILE: the field NAME (auth, open, token, auth_session,
+# open_session) of a loadserver's line; empty when it has none.
+ls_field() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' "$2"; }
+
+# mcp_wrk TOKEN ARGS URL: wrk ARGS on CPU 1 with mcp.lua against URL, with
+# the bearer token and the listener's session. It execs wrk (see pin): run
+# it in a subshell or in the background.
+mcp_wrk() {
+  # shellcheck disable=SC2086 # ARGS is a list of flags
+  TOKEN="$1" SESSION="${session_of[$3]:-}" pin 1 wrk $2 --latency -s bench/loadserver/mcp.lua "$3"
+}
+
+# runtime_delta BEFORE AFTER: what the loadserver's runtime did between two
+# readings of its /debug/runtime: GC cycles, bytes and objects allocated, GC
+# CPU seconds (all, and assists), goroutines started, scheduling waits of
+# 4 ms or more.
+runtime_delta() {
+  echo "$1 | $2" | awk '
+    { for (i = 1; $i != "|"; i += 2) a[$i] = $(i + 1); for (i++; i < NF; i += 2) b[$i] = $(i + 1) }
+    END {
+      n = split("/gc/cycles/total:gc-cycles /gc/heap/allocs:bytes /gc/heap/allocs:objects /cpu/classes/gc/total:cpu-seconds /cpu/classes/gc/mark/assist:cpu-seconds /sched/goroutines-created:goroutines /sched/latencies:seconds:ge4ms", k, " ")
+      for (i = 1; i <= n; i++) { if (!(k[i] in b)) { print "runtime_delta: no " k[i] > "/dev/stderr"; exit 1 } printf "%s%.9g", (i > 1 ? " " : ""), b[k[i]] - a[k[i]] }
+      printf "\n"
+    }'
+}
 
 # order_stats is awk for medians and their intervals: sort, med, and
 # lowk(n), the largest k such that [x(k), x(n+1-k)] of n sorted values
@@ -233,7 +267,15 @@ order_stats='
 
 # build_loadserver: checks for wrk and builds bench/loadserver into $out.
 build_loadserver() {
-  command -v wrk >/dev/null || { log "wrk missing: apt-get install -y wrk"; return 1; }
+  local need=()
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v curl >/dev/null || need+=(curl)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "apt-get install ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+      { log "could not install ${need[*]}"; return 1; }
+  fi
   go build -o "$out/loadserver" ./bench/loadserver
 }
 
@@ -274,8 +316,7 @@ load() {
             local url=$open w=$out/wrk-$handler-$ballast-$load-$side-$r.txt cpu0 ticks stats
             [ "$side" = auth ] && url=$auth
             cpu0=$(cpu_ticks "$pid")
-            # shellcheck disable=SC2086 # args is a list of flags
-            (TOKEN="$token" pin 1 wrk $args --latency -s bench/loadserver/mcp.lua "$url") >"$w"
+            (mcp_wrk "$token" "$args" "$url") >"$w"
             ticks=$(($(cpu_ticks "$pid") - cpu0))
             stats=$(wrk_stats "$w")
             echo "$config $load $side $r $stats $ticks" >>"$f"
@@ -289,11 +330,9 @@ load() {
         # added latency to show.
         local first=$open second=$auth bg
         [ $((r % 2)) = 0 ] && first=$auth second=$open
-        # shellcheck disable=SC2086
-        TOKEN="$token" pin 1 wrk $wrk_paired_args --latency -s bench/loadserver/mcp.lua "$first" >"$out/wrk-paired-first.txt" &
+        mcp_wrk "$token" "$wrk_paired_args" "$first" >"$out/wrk-paired-first.txt" &
         bg=$!
-        # shellcheck disable=SC2086
-        (TOKEN="$token" pin 1 wrk $wrk_paired_args --latency -s bench/loadserver/mcp.lua "$second") >"$out/wrk-paired-second.txt"
+        (mcp_wrk "$token" "$wrk_paired_args" "$second") >"$out/wrk-paired-second.txt"
         wait "$bg"
         local po=first pa=second
         [ "$first" = "$auth" ] && po=second pa=first
@@ -365,12 +404,13 @@ deep() {
       log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of front=$front and of front=none, shuffled"
       start_server "$handler" "$ballast" "$front" "$out/deep-test" || return 1
       start_server "$handler" "$ballast" none "$out/deep-control" || return 1
-      local token listeners=() url=() fr side r i j t stats
+      local token listeners=() url=() rt=() fr side r i j t stats before after
       token=$(ls_field token "$out/deep-test.json")
       for fr in test control; do
         for side in auth open; do
           listeners+=("$fr $side")
           url+=("$(ls_field "$side" "$out/deep-$fr.json")")
+          rt+=("$(ls_field open "$out/deep-$fr.json" | sed 's,/mcp$,/debug/runtime,')")
         done
       done
       for r in $(seq "$deep_rounds"); do
@@ -380,10 +420,11 @@ deep() {
         done
         for i in "${order[@]}"; do
           local w=$out/wrk-deep.txt
-          # shellcheck disable=SC2086 # a list of flags
-          (TOKEN="$token" pin 1 wrk $wrk_deep_args --latency -s bench/loadserver/mcp.lua "${url[i]}") >"$w"
+          before=$(curl -sf "${rt[i]}")
+          (mcp_wrk "$token" "$wrk_deep_args" "${url[i]}") >"$w"
+          after=$(curl -sf "${rt[i]}")
           stats=$(wrk_stats "$w")
-          echo "$config ${listeners[i]} $r $stats" >>"$f"
+          echo "$config ${listeners[i]} $r $stats $(runtime_delta "$before" "$after")" >>"$f"
         done
       done
       stop_servers
@@ -394,7 +435,15 @@ deep() {
   echo "(the bare handler on both listeners). added: median over rounds of (auth − open) within a round; less"
   echo "the control: of (test's auth − open) − (control's auth − open). [lo … hi]: ≥ 90 % order-statistic interval."
   awk "$order_stats"'
-    { v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; v[$1, $2, $3, $4, "p50"] = $8; if ($4 > R) R = $4 }
+    BEGIN {
+      # the runtime_delta fields, per request: label, scale
+      nrt = split("GC cycles per 1000|KiB allocated|objects allocated|GC CPU, us|of it assists, us|goroutines started|waits >= 4 ms per 1000", rtl, "|")
+      split("1000 0.0009765625 1 1e6 1e6 1 1000", rts, " ")
+    }
+    {
+      v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; v[$1, $2, $3, $4, "p50"] = $8; if ($4 > R) R = $4
+      for (j = 1; j <= nrt; j++) v[$1, $2, $3, $4, "rt" j] = (NF >= 8 + j && $7 > 0) ? $(8 + j) * rts[j] / $7 : ""
+    }
     function show(label, a, n, unit, div,   K, f) {
       K = lowk(n); sort(a, n)
       f = (unit == "%") ? "%.1f" : "%+.2f"
@@ -423,6 +472,27 @@ deep() {
       printf ", higher in %d/%d (≤ 1 ms: %s)\n", upc, n, verdict(K, dd[K-1], dd[n-K], 1000, 0)
       show("p50 added", p50, n, "ms", 1000); printf "\n"
       show("requests, auth ÷ open", q, n, "%", 1); printf "; control %.1f %%\n", med(qc, n)
+      runtime(C)
+    }
+    # runtime: what the runtime did per request on the test server'"'"'s two
+    # listeners (medians over rounds) and the same-round difference less the
+    # control'"'"'s; nothing when the rounds carry no runtime fields.
+    function runtime(C,   j, r, n, a, o, d, K) {
+      if (v[C, "test", "auth", 1, "rt1"] == "") return
+      printf "    runtime per request (/debug/runtime):      auth |       open | auth − open, less the control\n"
+      for (j = 1; j <= nrt; j++) {
+        n = 0
+        for (r = 1; r <= R; r++) {
+          if (!((C, "test", "auth", r, "rt" j) in v)) continue
+          a[n] = v[C, "test", "auth", r, "rt" j]; o[n] = v[C, "test", "open", r, "rt" j]
+          d[n] = (a[n] - o[n]) - (v[C, "control", "auth", r, "rt" j] - v[C, "control", "open", r, "rt" j])
+          n++
+        }
+        printf "      %-28s %10.2f | %10.2f | %+.2f", rtl[j], med(a, n), med(o, n), med(d, n)
+        K = lowk(n)
+        if (K) printf " [%+.2f … %+.2f]", d[K-1], d[n-K]
+        printf "\n"
+      }
     }
     END { nc = split(configs, cs, " "); for (c = 1; c <= nc; c++) report(cs[c]) }' configs="${configs[*]}" "$f"
 }

@@ -10,7 +10,7 @@ root=$PWD
 log() { printf '==> %s\n' "$*"; }
 
 # Debian packages: redis-server for the store tests, chromium for the consent
-# page, wrk for the load benchmark.
+# page (scripts/bench.sh installs wrk and curl for the load benchmark).
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v chromium >/dev/null || need_apt+=(chromium)

@@ -8,8 +8,12 @@
 //
 // The MCP handler is go-sdk's streamable HTTP handler (stateless, JSON
 // responses) with one tool, "echo", behind the claims bridge of
-// examples/server; with -handler=json it is a fixed JSON-RPC answer instead,
-// which makes the middleware's share of each request as large as it gets.
+// examples/server; with -handler=session it is configured as examples/server
+// configures it (stateful, answers as server-sent events), and loadserver
+// opens -sessions sessions through each listener for wrk to spread its
+// requests over, as that many MCP clients would; with -handler=json it is a fixed JSON-RPC answer
+// instead, which makes the middleware's share of each request as large as
+// it gets.
 //
 // -front is for control experiments (BENCHMARKS.md, "The gap of earlier
 // runs"): it chooses what serves the auth listener's MCP endpoint, the
@@ -29,10 +33,17 @@
 // paces itself as in a server with that much live data rather than this
 // one's ~1 MiB (scripts/bench.sh runs each handler with 0 and 64).
 //
+// The open listener also answers GET /debug/runtime with the process's
+// cumulative runtime counters (runtime.go): scripts/bench.sh's deep step
+// reads it around every wrk run, for what a run cost the runtime per
+// request.
+//
 // Once both listen, loadserver signs in through the proxy (register,
 // authorize, consent, the fake Cognito, callback, token) and prints one JSON
-// line to stdout: {"auth": URL, "open": URL, "token": access token}. It
-// serves until SIGINT or SIGTERM.
+// line to stdout: {"auth": URL, "open": URL, "token": access token}, with
+// -handler=session also "auth_session" and "open_session" (the
+// Mcp-Session-Ids of each listener's sessions, comma-separated). It serves
+// until SIGINT or SIGTERM.
 package main
 
 import (
@@ -49,6 +60,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/signal"
@@ -77,8 +89,12 @@ var revocationCheck = flag.Duration("revocation-check", 0, "the proxy's Revocati
 // sign-in); go tool trace -pprof=sched or -pprof=sync reads it.
 var traceFile = flag.String("trace", "", "write a runtime/trace of the serving (after sign-in) to this file")
 
+// sessions is how many sessions -handler=session opens through each
+// listener.
+var sessions = flag.Int("sessions", 32, "with -handler=session: how many sessions to open through each listener")
+
 func main() {
-	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP) or "json" (a fixed answer)`)
+	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP, stateless), "session" (go-sdk, stateful, as examples/server) or "json" (a fixed answer)`)
 	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp and, for go-sdk, the claims bridge), "cognitomcp" (without the bridge), "cognitomcp+gosdk", "cognitomcp+copy", "none" (the bare handler), "gosdk" (go-sdk's RequireBearerToken, any token), "copy" (r.WithContext only) or "copy+alloc"`)
 	ballastMiB := flag.Int("ballast", 0, "MiB of pointer-free live heap to hold while serving")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the serving (after sign-in) to this file")
@@ -135,7 +151,19 @@ func run(ctx context.Context, handler, front, cpuprofile string, stdout io.Write
 		}
 		defer rec.stop()
 	}
-	line, _ := json.Marshal(map[string]string{"auth": st.resource, "open": "http://" + st.openLn.Addr().String() + "/mcp", "token": token})
+	fields := map[string]string{"auth": st.resource, "open": st.openURL(), "token": token}
+	if handler == "session" {
+		for _, side := range st.sides() {
+			ids := make([]string, *sessions)
+			for i := range ids {
+				if ids[i], err = openSession(side.h, side.url, token); err != nil {
+					return fmt.Errorf("session through the %s listener: %w", side.name, err)
+				}
+			}
+			fields[side.name+"_session"] = strings.Join(ids, ",")
+		}
+	}
+	line, _ := json.Marshal(fields)
 	fmt.Fprintln(stdout, string(line))
 
 	select {
@@ -162,19 +190,19 @@ type stack struct {
 	pool           *cognitotest.UserPool
 }
 
-// newStack builds the stack for handler ("gosdk" or "json"): with front
+// newStack builds the stack for handler ("gosdk", "session" or "json"): with front
 // "proxy", the proxy's handler as examples/server mounts it; the bare one on
 // a ServeMux. The other fronts are the control experiments of the package
 // documentation.
 func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (*stack, error) {
 	var mcpHandler http.Handler
 	switch handler {
-	case "gosdk":
-		mcpHandler = newMCPHandler(logger)
+	case "gosdk", "session":
+		mcpHandler = newMCPHandler(logger, handler == "session")
 	case "json":
 		mcpHandler = http.HandlerFunc(fixedAnswer)
 	default:
-		return nil, fmt.Errorf("-handler: %q is neither gosdk nor json", handler)
+		return nil, fmt.Errorf("-handler: %q is none of gosdk, session, json", handler)
 	}
 	// behind is what serves the auth listener's MCP endpoint: behind the
 	// proxy (with go-sdk's handler, through the claims bridge), or a control.
@@ -182,7 +210,7 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	switch front {
 	case "proxy":
 		behind = mcpHandler
-		if handler == "gosdk" {
+		if handler != "json" {
 			behind = auth.RequireBearerToken(claimsBridge, nil)(mcpHandler)
 		}
 	case "cognitomcp":
@@ -226,6 +254,7 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpHandler)
+	mux.HandleFunc("GET /debug/runtime", runtimeMetrics)
 	st.open, st.resource = mux, proxy.Resource()
 	if front == "proxy" || strings.HasPrefix(front, "cognitomcp") {
 		st.auth = proxy.Handler(behind)
@@ -275,9 +304,10 @@ func (st *stack) close() {
 	st.pool.Close()
 }
 
-// newMCPHandler is go-sdk's streamable HTTP handler, stateless so that every
-// request stands alone, as wrk sends them.
-func newMCPHandler(logger *slog.Logger) http.Handler {
+// newMCPHandler is go-sdk's streamable HTTP handler: stateless with JSON
+// answers, so that every request stands alone, or, when stateful, with
+// examples/server's options (sessions, answers as server-sent events).
+func newMCPHandler(logger *slog.Logger, stateful bool) http.Handler {
 	server := mcp.NewServer(&mcp.Implementation{Name: "loadserver", Version: "1.0.0"}, &mcp.ServerOptions{Logger: logger})
 	type echoArgs struct {
 		Text string `json:"text"`
@@ -286,8 +316,61 @@ func newMCPHandler(logger *slog.Logger) http.Handler {
 		func(_ context.Context, _ *mcp.CallToolRequest, in echoArgs) (*mcp.CallToolResult, echoArgs, error) {
 			return nil, in, nil
 		})
-	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: logger})
+	opts := &mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: logger}
+	if stateful {
+		opts = &mcp.StreamableHTTPOptions{Logger: logger}
+	}
+	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, opts)
+}
+
+// openURL is the open listener's MCP endpoint.
+func (st *stack) openURL() string { return "http://" + st.openLn.Addr().String() + "/mcp" }
+
+// side is one of a stack's two listeners, as wrk loads it: its handler and
+// its MCP endpoint.
+type side struct {
+	name string
+	h    http.Handler
+	url  string
+}
+
+func (st *stack) sides() []side {
+	return []side{{"open", st.open, st.openURL()}, {"auth", st.auth, st.resource}}
+}
+
+// openSession opens an MCP session through h at url, as a client does
+// (initialize, then notifications/initialized), with the bearer token, and
+// returns its Mcp-Session-Id.
+func openSession(h http.Handler, url, token string) (string, error) {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, mcpPost(url, token, "",
+		`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wrk","version":"1.0.0"}}}`))
+	id := w.Header().Get("Mcp-Session-Id")
+	if w.Code != http.StatusOK || id == "" || !strings.Contains(w.Body.String(), `"protocolVersion"`) {
+		return "", fmt.Errorf("initialize: status %d, session %q: %.200s", w.Code, id, w.Body.String())
+	}
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, mcpPost(url, token, id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	if w.Code != http.StatusAccepted {
+		return "", fmt.Errorf("notifications/initialized: status %d: %.200s", w.Code, w.Body.String())
+	}
+	return id, nil
+}
+
+// mcpPost is an MCP POST of body to url as mcp.lua sends it, with the
+// bearer token and the session when not empty.
+func mcpPost(url, token, session, body string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if session != "" {
+		req.Header.Set("Mcp-Session-Id", session)
+	}
+	return req
 }
 
 // claimsBridge is examples/server's: go-sdk's TokenInfo from the claims the

@@ -4,7 +4,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"runtime/metrics"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -22,24 +24,17 @@ const mcpCall = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":
 // from runnable to running, about one in eight) show whether a side makes a
 // request wait on other goroutines more often.
 func BenchmarkHandler(b *testing.B) {
-	for _, handler := range []string{"gosdk", "json"} {
+	for _, handler := range handlers {
 		b.Run("handler="+handler, func(b *testing.B) {
 			st, token := signedIn(b, handler, "proxy")
-			sides := []struct {
-				name string
-				h    http.Handler
-				url  string
-			}{
-				{"open", st.open, "http://" + st.openLn.Addr().String() + "/mcp"},
-				{"auth", st.auth, st.resource},
-			}
-			for _, side := range sides {
+			for _, side := range st.sides() {
+				session := sessionFor(b, handler, side, token)
 				b.Run("side="+side.name, func(b *testing.B) {
 					b.ReportAllocs()
 					sched := readSched()
 					for b.Loop() {
 						w := httptest.NewRecorder()
-						side.h.ServeHTTP(w, mcpRequest(side.url, token)) // the open side ignores the token, as with wrk
+						side.h.ServeHTTP(w, mcpPost(side.url, token, session, mcpCall)) // the open side ignores the token, as with wrk
 						if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "hello") {
 							b.Fatalf("status %d: %.200s", w.Code, w.Body.String())
 						}
@@ -49,6 +44,22 @@ func BenchmarkHandler(b *testing.B) {
 			}
 		})
 	}
+}
+
+// handlers are loadserver's -handler values.
+var handlers = []string{"gosdk", "session", "json"}
+
+// sessionFor opens the session wrk's requests go in with -handler=session
+// (through s, with token, as loadserver does); "" for the other handlers.
+func sessionFor(tb testing.TB, handler string, s side, token string) string {
+	if handler != "session" {
+		return ""
+	}
+	id, err := openSession(s.h, s.url, token)
+	if err != nil {
+		tb.Fatalf("%s: %v", s.name, err)
+	}
+	return id
 }
 
 // fronts are loadserver's -front values.
@@ -94,21 +105,21 @@ func (c schedCounts) report(b *testing.B) {
 	b.ReportMetric(float64(now.scheduled-c.scheduled)/float64(b.N), "sched-samples/op")
 }
 
-// TestFronts serves wrk's request through every -front, both handlers: the
+// TestFronts serves wrk's request through every -front, every handler: the
 // auth listener answers it as the open one does, with the token signed in
-// through the proxy, and only the proxy refuses it without the token.
+// through the proxy, and only the proxy refuses it without the token. With
+// -handler=session, each listener's request is sent in the session opened
+// through it.
 func TestFronts(t *testing.T) {
-	for _, handler := range []string{"gosdk", "json"} {
+	for _, handler := range handlers {
 		for _, front := range fronts {
 			t.Run(handler+"/"+front, func(t *testing.T) {
 				st, token := signedIn(t, handler, front)
-				for _, side := range []struct {
-					name string
-					h    http.Handler
-				}{{"open", st.open}, {"auth", st.auth}} {
+				for _, side := range st.sides() {
+					session := sessionFor(t, handler, side, token)
 					for _, bearer := range []string{token, ""} {
 						w := httptest.NewRecorder()
-						side.h.ServeHTTP(w, mcpRequest(st.resource, bearer))
+						side.h.ServeHTTP(w, mcpPost(side.url, bearer, session, mcpCall))
 						want := http.StatusOK
 						if side.name == "auth" && bearer == "" && (front == "proxy" || strings.HasPrefix(front, "cognitomcp") || front == "gosdk") {
 							want = http.StatusUnauthorized
@@ -145,13 +156,55 @@ func signedIn(tb testing.TB, handler, front string) (*stack, string) {
 
 // mcpRequest is the request wrk sends (mcp.lua) to url, with the bearer
 // token when there is one.
-func mcpRequest(url, bearer string) *http.Request {
-	req := httptest.NewRequest(http.MethodPost, url, strings.NewReader(mcpCall))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("MCP-Protocol-Version", "2025-06-18")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
+func mcpRequest(url, bearer string) *http.Request { return mcpPost(url, bearer, "", mcpCall) }
+
+// TestRuntimeMetrics reads /debug/runtime on the open listener twice around
+// a GC cycle and a request: every sample is there, as a number, and the
+// counters moved.
+func TestRuntimeMetrics(t *testing.T) {
+	st, token := signedIn(t, "gosdk", "none")
+	read := func() map[string]float64 {
+		w := httptest.NewRecorder()
+		st.open.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/debug/runtime", nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d", w.Code)
+		}
+		f := strings.Fields(w.Body.String())
+		if len(f)%2 != 0 {
+			t.Fatalf("odd number of fields: %q", w.Body.String())
+		}
+		m := make(map[string]float64)
+		for i := 0; i < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i+1], 64)
+			if err != nil {
+				t.Fatalf("%s: %v", f[i], err)
+			}
+			m[f[i]] = v
+		}
+		return m
 	}
-	return req
+	before := read()
+	runtime.GC()
+	w := httptest.NewRecorder()
+	st.open.ServeHTTP(w, mcpRequest(st.openURL(), token))
+	if w.Code != http.StatusOK {
+		t.Fatalf("mcp: status %d", w.Code)
+	}
+	after := read()
+	want := []string{"/sched/latencies:seconds:count", "/sched/latencies:seconds:sum", "/sched/latencies:seconds:ge4ms"}
+	for _, name := range runtimeSamples {
+		if !strings.HasSuffix(name, ":seconds") {
+			want = append(want, name)
+		}
+	}
+	for _, name := range want {
+		if _, ok := after[name]; !ok {
+			t.Errorf("%s missing", name)
+		}
+	}
+	for _, name := range []string{"/gc/cycles/total:gc-cycles", "/gc/heap/allocs:objects", "/sched/goroutines-created:goroutines"} {
+		if after[name] <= before[name] {
+			t.Errorf("%s: %v, then %v: want more", name, before[name], after[name])
+		}
+	}
 }

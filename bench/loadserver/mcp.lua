@@ -1,7 +1,11 @@
 -- wrk script for loadserver: each request is one MCP tools/call of "echo",
 -- as a client sends it over the streamable HTTP transport. The bearer token
 -- comes from the TOKEN environment variable (scripts/bench.sh sends it to
--- the open server too, which ignores it); without it none is sent.
+-- the open server too, which ignores it); without it none is sent. With
+-- loadserver -handler=session, SESSION holds the Mcp-Session-Ids of the
+-- sessions loadserver opened through the listener wrk loads,
+-- comma-separated: each request goes in the next one, as from that many
+-- clients, with an id of its own.
 wrk.method = "POST"
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'
 wrk.headers["Content-Type"] = "application/json"
@@ -10,4 +14,24 @@ wrk.headers["MCP-Protocol-Version"] = "2025-06-18"
 local token = os.getenv("TOKEN")
 if token ~= nil and token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
+end
+local sessions = {}
+for id in string.gmatch(os.getenv("SESSION") or "", "[^,]+") do
+  sessions[#sessions + 1] = id
+end
+if #sessions > 0 then
+  local threads = 0
+  function setup(thread)
+    thread:set("tid", threads)
+    threads = threads + 1
+  end
+  local n = 0
+  local headers = {}
+  for k, v in pairs(wrk.headers) do headers[k] = v end
+  function request()
+    n = n + 1
+    headers["Mcp-Session-Id"] = sessions[n % #sessions + 1]
+    return wrk.format(nil, nil, headers, string.format(
+      '{"jsonrpc":"2.0","id":"%d-%d","method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}', tid or 0, n))
+  end
 end
