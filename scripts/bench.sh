@@ -39,9 +39,11 @@
 # (default "gosdk json"), BALLASTS (default "0 64"), FRONT (default proxy;
 # none, gosdk, copy and copy+alloc are the control runs BENCHMARKS.md
 # describes), DEEP_ROUNDS (100), WRK_DEEP_ARGS ("-t1 -c32 -d1s"),
-# DEEP_HANDLERS ("gosdk"), LOADSERVER_ARGS (more loadserver flags, e.g.
-# "-revocation-check 5m"), OUT (default .cache/bench). Results go to $OUT/*.txt; to
-# compare two runs: benchstat old/micro.txt new/micro.txt.
+# DEEP_HANDLERS ("session gosdk": go-sdk as examples/server configures it,
+# wrk's requests spread over 32 sessions, then stateless), LOADSERVER_ARGS
+# (more loadserver flags, e.g. "-revocation-check 5m"), OUT (default
+# .cache/bench). Results go to $OUT/*.txt; to compare two runs: benchstat
+# old/micro.txt new/micro.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +59,7 @@ ballasts=${BALLASTS:-"0 64"}
 front=${FRONT:-proxy}
 deep_rounds=${DEEP_ROUNDS:-100}
 wrk_deep_args=${WRK_DEEP_ARGS:-"-t1 -c32 -d1s"}
-deep_handlers=${DEEP_HANDLERS:-gosdk}
+deep_handlers=${DEEP_HANDLERS:-"session gosdk"}
 loadserver_args=${LOADSERVER_ARGS:-}
 mkdir -p "$out"
 
@@ -233,14 +235,18 @@ mcp_wrk() {
 
 # runtime_delta BEFORE AFTER: what the loadserver's runtime did between two
 # readings of its /debug/runtime: GC cycles, bytes and objects allocated, GC
-# CPU seconds (all, and assists), goroutines started, scheduling waits of
-# 4 ms or more.
+# CPU seconds (all, and assists; credited when a cycle ends), goroutines
+# started, and the scheduling waits of 2^22 ns (4.19 ms) or more among
+# those the runtime samples (about one in eight).
 runtime_delta() {
   echo "$1 | $2" | awk '
-    { for (i = 1; $i != "|"; i += 2) a[$i] = $(i + 1); for (i++; i < NF; i += 2) b[$i] = $(i + 1) }
+    { for (i = 1; i <= NF && $i != "|"; i += 2) a[$i] = $(i + 1); for (i++; i < NF; i += 2) b[$i] = $(i + 1) }
     END {
       n = split("/gc/cycles/total:gc-cycles /gc/heap/allocs:bytes /gc/heap/allocs:objects /cpu/classes/gc/total:cpu-seconds /cpu/classes/gc/mark/assist:cpu-seconds /sched/goroutines-created:goroutines /sched/latencies:seconds:ge4ms", k, " ")
-      for (i = 1; i <= n; i++) { if (!(k[i] in b)) { print "runtime_delta: no " k[i] > "/dev/stderr"; exit 1 } printf "%s%.9g", (i > 1 ? " " : ""), b[k[i]] - a[k[i]] }
+      for (i = 1; i <= n; i++) {
+        if (!(k[i] in a) || !(k[i] in b)) { print "runtime_delta: no " k[i] > "/dev/stderr"; exit 1 }
+        printf "%s%.9g", (i > 1 ? " " : ""), b[k[i]] - a[k[i]]
+      }
       printf "\n"
     }'
 }
@@ -265,7 +271,8 @@ order_stats='
     return (hi <= bound) ? "met" : (lo > bound) ? "NOT MET" : "not resolved"
   }'
 
-# build_loadserver: checks for wrk and builds bench/loadserver into $out.
+# build_loadserver: installs wrk and curl when missing (apt-get) and builds
+# bench/loadserver into $out.
 build_loadserver() {
   local need=()
   command -v wrk >/dev/null || need+=(wrk)
@@ -404,7 +411,7 @@ deep() {
       log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of front=$front and of front=none, shuffled"
       start_server "$handler" "$ballast" "$front" "$out/deep-test" || return 1
       start_server "$handler" "$ballast" none "$out/deep-control" || return 1
-      local token listeners=() url=() rt=() fr side r i j t stats before after
+      local token listeners=() url=() rt=() fr side r i j t stats before after delta
       token=$(ls_field token "$out/deep-test.json")
       for fr in test control; do
         for side in auth open; do
@@ -420,11 +427,12 @@ deep() {
         done
         for i in "${order[@]}"; do
           local w=$out/wrk-deep.txt
-          before=$(curl -sf "${rt[i]}")
+          before=$(curl -fsS "${rt[i]}")
           (mcp_wrk "$token" "$wrk_deep_args" "${url[i]}") >"$w"
-          after=$(curl -sf "${rt[i]}")
+          after=$(curl -fsS "${rt[i]}")
           stats=$(wrk_stats "$w")
-          echo "$config ${listeners[i]} $r $stats $(runtime_delta "$before" "$after")" >>"$f"
+          delta=$(runtime_delta "$before" "$after")
+          echo "$config ${listeners[i]} $r $stats $delta" >>"$f"
         done
       done
       stop_servers
@@ -437,7 +445,7 @@ deep() {
   awk "$order_stats"'
     BEGIN {
       # the runtime_delta fields, per request: label, scale
-      nrt = split("GC cycles per 1000|KiB allocated|objects allocated|GC CPU, us|of it assists, us|goroutines started|waits >= 4 ms per 1000", rtl, "|")
+      nrt = split("GC cycles per 1000|KiB allocated|objects allocated|GC CPU, us|of it assists, us|goroutines started|sampled waits >= 4.2ms /1000", rtl, "|")
       split("1000 0.0009765625 1 1e6 1e6 1 1000", rts, " ")
     }
     {
@@ -479,7 +487,7 @@ deep() {
     # control'"'"'s; nothing when the rounds carry no runtime fields.
     function runtime(C,   j, r, n, a, o, d, K) {
       if (v[C, "test", "auth", 1, "rt1"] == "") return
-      printf "    runtime per request (/debug/runtime):      auth |       open | auth − open, less the control\n"
+      printf "    %-30s %10s | %10s | %s\n", "runtime per request", "auth", "open", "auth − open, less the control"
       for (j = 1; j <= nrt; j++) {
         n = 0
         for (r = 1; r <= R; r++) {

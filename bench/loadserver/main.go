@@ -105,6 +105,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadserver: -ballast: negative")
 		os.Exit(2)
 	}
+	if *sessions < 1 {
+		fmt.Fprintln(os.Stderr, "loadserver: -sessions: fewer than 1")
+		os.Exit(2)
+	}
 	ballast := make([]byte, *ballastMiB<<20)
 	err := run(ctx, *handler, *front, *cpuprofile, os.Stdout)
 	runtime.KeepAlive(ballast) // live, in the GC's eyes, while serving
@@ -133,6 +137,18 @@ func run(ctx context.Context, handler, front, cpuprofile string, stdout io.Write
 	if err != nil {
 		return fmt.Errorf("sign in: %w", err)
 	}
+	fields := map[string]string{"auth": st.resource, "open": st.openURL(), "token": token}
+	if handler == "session" {
+		for _, side := range st.sides() {
+			ids := make([]string, *sessions)
+			for i := range ids {
+				if ids[i], err = openSession(side.h, side.url, token); err != nil {
+					return fmt.Errorf("session through the %s listener: %w", side.name, err)
+				}
+			}
+			fields[side.name+"_session"] = strings.Join(ids, ",")
+		}
+	}
 	for _, rec := range []struct {
 		path  string
 		start func(io.Writer) error
@@ -150,18 +166,6 @@ func run(ctx context.Context, handler, front, cpuprofile string, stdout io.Write
 			return err
 		}
 		defer rec.stop()
-	}
-	fields := map[string]string{"auth": st.resource, "open": st.openURL(), "token": token}
-	if handler == "session" {
-		for _, side := range st.sides() {
-			ids := make([]string, *sessions)
-			for i := range ids {
-				if ids[i], err = openSession(side.h, side.url, token); err != nil {
-					return fmt.Errorf("session through the %s listener: %w", side.name, err)
-				}
-			}
-			fields[side.name+"_session"] = strings.Join(ids, ",")
-		}
 	}
 	line, _ := json.Marshal(fields)
 	fmt.Fprintln(stdout, string(line))

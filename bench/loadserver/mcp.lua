@@ -6,8 +6,9 @@
 -- sessions loadserver opened through the listener wrk loads,
 -- comma-separated: each request goes in the next one, as from that many
 -- clients, with an id of its own.
+local call = '{"jsonrpc":"2.0","id":%s,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'
 wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'
+wrk.body = string.format(call, "1")
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["MCP-Protocol-Version"] = "2025-06-18"
@@ -31,7 +32,6 @@ if #sessions > 0 then
   function request()
     n = n + 1
     headers["Mcp-Session-Id"] = sessions[n % #sessions + 1]
-    return wrk.format(nil, nil, headers, string.format(
-      '{"jsonrpc":"2.0","id":"%d-%d","method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}', tid or 0, n))
+    return wrk.format(nil, nil, headers, string.format(call, string.format('"%d-%d"', tid or 0, n)))
   end
 end
