@@ -463,16 +463,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // protected by RequireToken: Origin checked first (403 for a foreign one),
 // then the token. Mount it at the root of the host.
 func (p *Proxy) Handler(mcp http.Handler) http.Handler {
-	protected := p.CheckOrigin(p.RequireToken()(mcp))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == p.mcpPath {
-			if !headersTooLarge(w, r) {
-				protected.ServeHTTP(w, r)
-			}
-			return
-		}
-		p.ServeHTTP(w, r)
-	})
+	return &mounted{p: p, guard: &guarded{m: p.mw, next: mcp}}
+}
+
+// mounted is Proxy.Handler: the MCP endpoint's checks in one method and
+// RequireToken's, rather than a chain of closures, so that a request in
+// progress holds two frames of the proxy's on its goroutine's stack, not
+// six (every GC cycle scans the stacks of the requests in progress).
+type mounted struct {
+	p     *Proxy
+	guard *guarded
+}
+
+func (h *mounted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != h.p.mcpPath {
+		h.p.ServeHTTP(w, r)
+		return
+	}
+	if headersTooLarge(w, r) || !h.p.originAllowed(w, r) {
+		return
+	}
+	h.guard.ServeHTTP(w, r)
 }
 
 // maxHeaderBytes bounds the request URI and headers of every request the
@@ -510,29 +521,37 @@ func (p *Proxy) RequireToken() func(http.Handler) http.Handler {
 // need to allowed origins.
 func (p *Proxy) CheckOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		origin := r.Header.Get("Origin")
-		if origin == "" {
+		if p.originAllowed(w, r) {
 			next.ServeHTTP(w, r)
-			return
 		}
-		if !slices.Contains(p.origins, "*") && !slices.Contains(p.origins, origin) {
-			p.logger.Info("cognitomcp: foreign Origin refused", "origin", truncate(origin, 100))
-			writeOAuthError(w, &Error{Status: http.StatusForbidden, Code: CodeAccessDenied, Description: "origin not allowed"})
-			return
-		}
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", origin)
-		h.Add("Vary", "Origin")
-		h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id")
-		if isPreflight(r) {
-			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Mcp-Protocol-Version, Mcp-Session-Id, Last-Event-ID")
-			h.Set("Access-Control-Max-Age", "600")
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
+}
+
+// originAllowed is CheckOrigin's check: it reports whether r goes on, or
+// answers it (403 for a foreign Origin, 204 to an allowed CORS preflight).
+// An allowed Origin gets its CORS headers.
+func (p *Proxy) originAllowed(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if !slices.Contains(p.origins, "*") && !slices.Contains(p.origins, origin) {
+		p.logger.Info("cognitomcp: foreign Origin refused", "origin", truncate(origin, 100))
+		writeOAuthError(w, &Error{Status: http.StatusForbidden, Code: CodeAccessDenied, Description: "origin not allowed"})
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id")
+	if isPreflight(r) {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Mcp-Protocol-Version, Mcp-Session-Id, Last-Event-ID")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	}
+	return true
 }
 
 func truncate(s string, n int) string {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -525,4 +527,41 @@ func TestProxyOriginCheck(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "A2: a foreign Origin is refused before auth")
 	assert.Empty(t, resp.Header.Get("WWW-Authenticate"))
+}
+
+// TestMCPPathFrames: a request in progress holds two frames of the
+// library's on its goroutine's stack through Proxy.Handler, one through
+// RequireToken: every GC cycle scans the stacks of the requests in
+// progress, so the chain is not composed of closures (BENCHMARKS.md, the
+// runtime's account).
+func TestMCPPathFrames(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	access, _ := f.register(loopbackRedirect).login()
+	var frames []string // between the handler and this test
+	probe := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pcs := make([]uintptr, 64)
+		it := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)]) // above probe and HandlerFunc.ServeHTTP
+		for more := true; more; {
+			var fr runtime.Frame
+			fr, more = it.Next()
+			if strings.HasSuffix(fr.Function, ".TestMCPPathFrames") {
+				break
+			}
+			frames = append(frames, fr.Function)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	for name, tc := range map[string]struct {
+		h    http.Handler
+		want int
+	}{"Handler": {f.proxy.Handler(probe), 2}, "RequireToken": {f.proxy.RequireToken()(probe), 1}} {
+		frames = nil
+		req := httptest.NewRequest(http.MethodPost, f.proxy.Resource(), nil)
+		req.Header.Set("Authorization", "Bearer "+access)
+		req.Header.Set("Origin", f.srv.URL)
+		w := httptest.NewRecorder()
+		tc.h.ServeHTTP(w, req)
+		require.Equal(t, http.StatusNoContent, w.Code, name)
+		assert.Len(t, frames, tc.want, "%s: %v", name, frames)
+	}
 }

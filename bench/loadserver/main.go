@@ -25,8 +25,10 @@
 // (the bare handler: an A/A run), gosdk (go-sdk's own RequireBearerToken
 // with a verifier that accepts any bearer token: a context-carrying
 // middleware without cognitomcp), copy (only r.WithContext, the request
-// copy every such middleware makes) or copy+alloc (the same, then one
-// 16-byte allocation after the handler).
+// copy every such middleware makes), copy+alloc (the same, then one
+// 16-byte allocation after the handler) or frames (the bare handler under
+// -frames more stack frames, nothing else: what the frames of a request in
+// progress cost a GC cycle that scans them).
 // scripts/bench.sh's deep step runs one loadserver with -front=none beside
 // the one it measures, as the A/A control of the same rounds.
 // -ballast holds that many MiB of pointer-free live heap, so that the GC
@@ -89,13 +91,16 @@ var revocationCheck = flag.Duration("revocation-check", 0, "the proxy's Revocati
 // sign-in); go tool trace -pprof=sched or -pprof=sync reads it.
 var traceFile = flag.String("trace", "", "write a runtime/trace of the serving (after sign-in) to this file")
 
+// frames is how many stack frames -front=frames puts under the handler.
+var frames = flag.Int("frames", 16, "with -front=frames: how many stack frames to put under the handler")
+
 // sessions is how many sessions -handler=session opens through each
 // listener.
 var sessions = flag.Int("sessions", 32, "with -handler=session: how many sessions to open through each listener")
 
 func main() {
 	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP, stateless), "session" (go-sdk, stateful, as examples/server) or "json" (a fixed answer)`)
-	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp and, for go-sdk, the claims bridge), "cognitomcp" (without the bridge), "cognitomcp+gosdk", "cognitomcp+copy", "none" (the bare handler), "gosdk" (go-sdk's RequireBearerToken, any token), "copy" (r.WithContext only) or "copy+alloc"`)
+	front := flag.String("front", "proxy", `what serves the auth listener's MCP endpoint: "proxy" (cognitomcp and, for go-sdk, the claims bridge), "cognitomcp" (without the bridge), "cognitomcp+gosdk", "cognitomcp+copy", "none" (the bare handler), "gosdk" (go-sdk's RequireBearerToken, any token), "copy" (r.WithContext only), "copy+alloc" or "frames" (-frames more stack frames, nothing else)`)
 	ballastMiB := flag.Int("ballast", 0, "MiB of pointer-free live heap to hold while serving")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the serving (after sign-in) to this file")
 	flag.Parse()
@@ -229,8 +234,10 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 		behind = auth.RequireBearerToken(anyBearer, nil)(mcpHandler)
 	case "copy", "copy+alloc":
 		behind = copyRequest(mcpHandler, front == "copy+alloc")
+	case "frames":
+		behind = deepStack(mcpHandler, *frames)
 	default:
-		return nil, fmt.Errorf("-front: %q is none of proxy, cognitomcp, cognitomcp+gosdk, cognitomcp+copy, none, gosdk, copy, copy+alloc", front)
+		return nil, fmt.Errorf("-front: %q is none of proxy, cognitomcp, cognitomcp+gosdk, cognitomcp+copy, none, gosdk, copy, copy+alloc, frames", front)
 	}
 	st := &stack{}
 	var err error
@@ -290,6 +297,23 @@ func copyRequest(h http.Handler, alloc bool) http.Handler {
 			sink.Store(&struct{ io.Reader }{r.Body})
 		}
 	})
+}
+
+// deepStack is -front=frames: the handler called from under n more stack
+// frames (a recursion the compiler does not inline), and nothing else: the
+// frames every request in progress holds on its goroutine's stack, which
+// each GC cycle scans.
+func deepStack(h http.Handler, n int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { descend(h, w, r, n) })
+}
+
+//go:noinline
+func descend(h http.Handler, w http.ResponseWriter, r *http.Request, n int) {
+	if n == 0 {
+		h.ServeHTTP(w, r)
+		return
+	}
+	descend(h, w, r, n-1)
 }
 
 // sink keeps copyRequest's allocation on the heap.

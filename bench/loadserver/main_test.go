@@ -63,7 +63,7 @@ func sessionFor(tb testing.TB, handler string, s side, token string) string {
 }
 
 // fronts are loadserver's -front values.
-var fronts = []string{"proxy", "cognitomcp", "cognitomcp+gosdk", "cognitomcp+copy", "none", "gosdk", "copy", "copy+alloc"}
+var fronts = []string{"proxy", "cognitomcp", "cognitomcp+gosdk", "cognitomcp+copy", "none", "gosdk", "copy", "copy+alloc", "frames"}
 
 // BenchmarkFronts is the cost of wrk's request through the auth listener of
 // every -front, go-sdk's handler: what each part of the proxy's chain
