@@ -529,10 +529,10 @@ func TestProxyOriginCheck(t *testing.T) {
 	assert.Empty(t, resp.Header.Get("WWW-Authenticate"))
 }
 
-// TestMCPPathFrames: a request in progress holds two frames of the
+// TestMCPPathFrames: a request in progress holds at most two frames of the
 // library's on its goroutine's stack through Proxy.Handler, one through
-// RequireToken: every GC cycle scans the stacks of the requests in
-// progress, so the chain is not composed of closures (BENCHMARKS.md, the
+// RequireToken (the chain of closures it replaced held six and two): every
+// GC cycle scans the stacks of the requests in progress (BENCHMARKS.md, the
 // runtime's account).
 func TestMCPPathFrames(t *testing.T) {
 	f := newProxyFixture(t, nil)
@@ -562,6 +562,6 @@ func TestMCPPathFrames(t *testing.T) {
 		w := httptest.NewRecorder()
 		tc.h.ServeHTTP(w, req)
 		require.Equal(t, http.StatusNoContent, w.Code, name)
-		assert.Len(t, frames, tc.want, "%s: %v", name, frames)
+		assert.LessOrEqual(t, len(frames), tc.want, "%s: %v", name, frames)
 	}
 }
