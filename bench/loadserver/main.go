@@ -8,12 +8,12 @@
 //
 // The MCP handler is go-sdk's streamable HTTP handler (stateless, JSON
 // responses) with one tool, "echo", behind the claims bridge of
-// examples/server; with -handler=session it is configured as examples/server
-// configures it (stateful, answers as server-sent events), and loadserver
-// opens -sessions sessions through each listener for wrk to spread its
-// requests over, as that many MCP clients would; with -handler=json it is a fixed JSON-RPC answer
-// instead, which makes the middleware's share of each request as large as
-// it gets.
+// examples/server; with -handler=session it is configured as
+// examples/server configures it (stateful, answers as server-sent events),
+// and loadserver opens -sessions sessions through each listener for wrk to
+// spread its requests over, as that many MCP clients would; with
+// -handler=json it is a fixed JSON-RPC answer instead, which makes the
+// middleware's share of each request as large as it gets.
 //
 // -front is for control experiments (BENCHMARKS.md, "The gap of earlier
 // runs"): it chooses what serves the auth listener's MCP endpoint, the
@@ -199,9 +199,9 @@ type stack struct {
 	pool           *cognitotest.UserPool
 }
 
-// newStack builds the stack for handler ("gosdk", "session" or "json"): with front
-// "proxy", the proxy's handler as examples/server mounts it; the bare one on
-// a ServeMux. The other fronts are the control experiments of the package
+// newStack builds the stack for handler ("gosdk", "session" or "json"):
+// with front "proxy", the proxy's handler as examples/server mounts it; the
+// bare one on a ServeMux. The other fronts are the control experiments of the package
 // documentation.
 func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (*stack, error) {
 	var mcpHandler http.Handler
