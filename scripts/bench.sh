@@ -31,7 +31,9 @@
 #          listener adds in the same round, and what each run cost the
 #          runtime per request (GC cycles, allocation, GC CPU, goroutines,
 #          scheduling waits: loadserver's /debug/runtime, read with curl
-#          before and after the run)
+#          before and after the run); then the same p99s with every
+#          round's histogram pooled (bench/pooled), a sharper instrument
+#          than the median of one-second p99s
 #
 # Environment: COUNT (default 10), BENCHTIME (default 300ms), ROUNDS (5),
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
@@ -226,11 +228,12 @@ declare -A session_of=()
 ls_field() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' "$2"; }
 
 # mcp_wrk TOKEN ARGS URL: wrk ARGS on CPU 1 with mcp.lua against URL, with
-# the bearer token and the listener's session. It execs wrk (see pin): run
-# it in a subshell or in the background.
+# the bearer token and the listener's session; with HIST set, mcp.lua writes
+# the run's latency histogram there. It execs wrk (see pin): run it in a
+# subshell or in the background.
 mcp_wrk() {
   # shellcheck disable=SC2086 # ARGS is a list of flags
-  TOKEN="$1" SESSION="${session_of[$3]:-}" pin 1 wrk $2 --latency -s bench/loadserver/mcp.lua "$3"
+  TOKEN="$1" SESSION="${session_of[$3]:-}" HIST="${HIST:-}" pin 1 wrk $2 --latency -s bench/loadserver/mcp.lua "$3"
 }
 
 # runtime_delta BEFORE AFTER: what the loadserver's runtime did between two
@@ -402,8 +405,9 @@ load() {
 # same round, leaves what the front adds.
 deep() {
   build_loadserver || return 1
-  local f=$out/deep.txt configs=()
+  local f=$out/deep.txt hists=$out/deep-hist.txt configs=()
   : >"$f"
+  : >"$hists"
   for handler in $deep_handlers; do
     for ballast in $ballasts; do
       local config=$handler/$ballast
@@ -428,11 +432,14 @@ deep() {
         for i in "${order[@]}"; do
           local w=$out/wrk-deep.txt
           before=$(curl -fsS "${rt[i]}")
-          (mcp_wrk "$token" "$wrk_deep_args" "${url[i]}") >"$w"
+          rm -f "$out/hist-deep.txt"
+          (HIST=$out/hist-deep.txt mcp_wrk "$token" "$wrk_deep_args" "${url[i]}") >"$w"
           after=$(curl -fsS "${rt[i]}")
+          [ -s "$out/hist-deep.txt" ] || { log "deep: wrk wrote no latency histogram"; return 1; }
           stats=$(wrk_stats "$w")
           delta=$(runtime_delta "$before" "$after")
           echo "$config ${listeners[i]} $r $stats $delta" >>"$f"
+          echo "$config ${listeners[i]} $r $(cat "$out/hist-deep.txt")" >>"$hists"
         done
       done
       stop_servers
@@ -503,6 +510,11 @@ deep() {
       }
     }
     END { nc = split(configs, cs, " "); for (c = 1; c <= nc; c++) report(cs[c]) }' configs="${configs[*]}" "$f"
+  echo
+  echo "deep, pooled: each listener's p99 over all of a configuration's rounds (wrk's histograms merged, as one"
+  echo "long run whose wander the four listeners share); added and less the control as above, with a 95 % bootstrap"
+  echo "interval over rounds (bench/pooled)."
+  go run ./bench/pooled "$hists"
 }
 
 steps=("$@")

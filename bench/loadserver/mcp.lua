@@ -35,3 +35,18 @@ if #sessions > 0 then
     return wrk.format(nil, nil, headers, string.format(call, string.format('"%d-%d"', tid or 0, n)))
   end
 end
+-- With HIST set, wrk's latency histogram of the run (as its percentiles
+-- read it) goes to that file as one line of "µs count" pairs, for
+-- bench/pooled.
+local hist = os.getenv("HIST")
+if hist ~= nil and hist ~= "" then
+  function done(summary, latency, requests)
+    local f = assert(io.open(hist, "w"))
+    for i = 1, #latency do
+      local v, n = latency(i)
+      f:write(string.format("%d %d ", v, n))
+    end
+    f:write("\n")
+    f:close()
+  end
+end
