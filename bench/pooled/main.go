@@ -1,15 +1,16 @@
 // Command pooled reads the latency histograms scripts/bench.sh's deep step
-// saves from every wrk run and reports the p99 of each listener over all of
-// a configuration's rounds pooled, with what the measured server's auth
-// listener adds over its open one, less what the A/A control's "auth"
-// listener adds over its own, and a bootstrap interval over rounds.
+// saves from every wrk run, of one or more runs of the step, and reports,
+// for each configuration, what the measured server's auth listener adds to
+// the p99 over its open one, what the A/A control's "auth" listener adds
+// over its own, and the difference of the two, estimated two ways:
 //
-// A one-second round's p99 rests on its slowest ~1 % of a few thousand
-// requests, so a median of per-round differences swings by milliseconds;
-// pooling the rounds' histograms is the p99 of one long run, with the
-// machine's wander spread over the four listeners alike by the rounds'
-// interleaving. The bootstrap resamples whole rounds (the four listeners of
-// a round together), so it keeps the pairing the interleaving buys.
+//   - per round: the median over rounds of each round's own difference
+//     (the deep step's estimator), with an order-statistic interval of at
+//     least 90 %; given several runs, over all their rounds;
+//   - pooled: each listener's p99 over all rounds' histograms merged, as
+//     one long run whose wander the four listeners share (the rounds
+//     interleave them), with a 95 % bootstrap interval that resamples whole
+//     rounds (the four listeners of a round together, keeping the pairing).
 //
 // Input, one line per wrk run:
 //
@@ -17,11 +18,13 @@
 //
 // SERVER is test or control, SIDE auth or open, VALUE a latency in µs and
 // COUNT how many of the run's requests wrk recorded at it (bench/loadserver/
-// mcp.lua writes the pairs). Usage: pooled [-p 99] [-bound 1ms] FILE
+// mcp.lua writes the pairs). Usage: pooled [-p 99] [-bound 1ms] FILE...
+// (each FILE one run: its rounds are distinct from another file's).
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,22 +43,18 @@ func main() {
 	bound := flag.Duration("bound", time.Millisecond, "the target: at most this much added")
 	resamples := flag.Int("resamples", 2000, "bootstrap resamples")
 	flag.Parse()
-	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: pooled [-p 99] [-bound 1ms] [-resamples 2000] FILE")
+	if flag.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "usage: pooled [-p 99] [-bound 1ms] [-resamples 2000] FILE...")
 		os.Exit(2)
 	}
-	f, err := os.Open(flag.Arg(0))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pooled:", err)
-		os.Exit(1)
+	var in runs
+	for i, name := range flag.Args() {
+		if err := in.readFile(name, i); err != nil {
+			fmt.Fprintln(os.Stderr, "pooled:", err)
+			os.Exit(1)
+		}
 	}
-	defer f.Close()
-	configs, err := parse(f)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pooled:", err)
-		os.Exit(1)
-	}
-	for _, c := range configs {
+	for _, c := range in.order {
 		report(os.Stdout, c, c.analyze(*p, *resamples), *p, *bound)
 	}
 }
@@ -82,12 +81,42 @@ type hist struct {
 // four listeners; only rounds that have all four count.
 type config struct {
 	name   string
-	rounds map[int]*[listeners]*hist
+	rounds map[roundKey]*[listeners]*hist
+	runs   map[int]bool
 }
 
+// roundKey is a round of one run (one input file).
+type roundKey struct{ run, round int }
+
+// runs is the configurations read so far, in the order first seen.
+type runs struct {
+	order  []*config
+	byName map[string]*config
+}
+
+func (in *runs) readFile(name string, run int) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := in.read(f, run); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// parse reads one run.
 func parse(r io.Reader) ([]*config, error) {
-	var order []*config
-	byName := map[string]*config{}
+	var in runs
+	err := in.read(r, 0)
+	return in.order, err
+}
+
+func (in *runs) read(r io.Reader, run int) error {
+	if in.byName == nil {
+		in.byName = map[string]*config{}
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 1<<16), 1<<24)
 	for line := 1; sc.Scan(); line++ {
@@ -96,37 +125,39 @@ func parse(r io.Reader) ([]*config, error) {
 			continue
 		}
 		if len(f) < 6 || len(f)%2 != 0 {
-			return nil, fmt.Errorf("line %d: want CONFIG SERVER SIDE ROUND and value-count pairs", line)
+			return fmt.Errorf("line %d: want CONFIG SERVER SIDE ROUND and value-count pairs", line)
 		}
 		l, ok := listenerOf[f[1]+" "+f[2]]
 		if !ok {
-			return nil, fmt.Errorf("line %d: unknown listener %q", line, f[1]+" "+f[2])
+			return fmt.Errorf("line %d: unknown listener %q", line, f[1]+" "+f[2])
 		}
 		round, err := strconv.Atoi(f[3])
 		if err != nil {
-			return nil, fmt.Errorf("line %d: round: %w", line, err)
+			return fmt.Errorf("line %d: round: %w", line, err)
 		}
 		h, err := parseHist(f[4:])
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
+			return fmt.Errorf("line %d: %w", line, err)
 		}
-		c := byName[f[0]]
+		c := in.byName[f[0]]
 		if c == nil {
-			c = &config{name: f[0], rounds: map[int]*[listeners]*hist{}}
-			byName[f[0]] = c
-			order = append(order, c)
+			c = &config{name: f[0], rounds: map[roundKey]*[listeners]*hist{}, runs: map[int]bool{}}
+			in.byName[f[0]] = c
+			in.order = append(in.order, c)
 		}
-		rd := c.rounds[round]
+		k := roundKey{run, round}
+		rd := c.rounds[k]
 		if rd == nil {
 			rd = new([listeners]*hist)
-			c.rounds[round] = rd
+			c.rounds[k] = rd
+			c.runs[run] = true
 		}
 		if rd[l] != nil {
-			return nil, fmt.Errorf("line %d: %s %s round %d twice", line, f[0], f[1]+" "+f[2], round)
+			return fmt.Errorf("line %d: %s %s round %d twice", line, f[0], f[1]+" "+f[2], round)
 		}
 		rd[l] = h
 	}
-	return order, sc.Err()
+	return sc.Err()
 }
 
 func parseHist(f []string) (*hist, error) {
@@ -149,27 +180,29 @@ func parseHist(f []string) (*hist, error) {
 	return h, nil
 }
 
-// analysis is a configuration's pooled percentiles (µs) and the bootstrap
-// distributions of the added latency.
+// analysis is a configuration's added latency (µs), per round and pooled.
 type analysis struct {
-	rounds  int
-	pooled  [listeners]int64
-	added   float64 // test auth − test open
-	control float64 // control auth − control open
-	less    float64 // added − control
-	// 95 % percentile-bootstrap intervals of the three.
+	rounds, runs int
+	perRound     estimates // medians over rounds, order-statistic intervals
+	pooledP      [listeners]int64
+	pooled       estimates // of the pooled percentiles, bootstrap intervals
+}
+
+// estimates are the three differences, each with its interval.
+type estimates struct {
+	added, control, less       float64 // test auth − open; control auth − open; their difference
 	addedCI, controlCI, lessCI [2]float64
 }
 
 // complete returns the rounds that have all four listeners, in order.
 func (c *config) complete() [][listeners]*hist {
-	keys := make([]int, 0, len(c.rounds))
+	keys := make([]roundKey, 0, len(c.rounds))
 	for k, rd := range c.rounds {
 		if !slices.Contains(rd[:], nil) {
 			keys = append(keys, k)
 		}
 	}
-	slices.Sort(keys)
+	slices.SortFunc(keys, func(a, b roundKey) int { return cmp.Or(cmp.Compare(a.run, b.run), cmp.Compare(a.round, b.round)) })
 	out := make([][listeners]*hist, len(keys))
 	for i, k := range keys {
 		out[i] = *c.rounds[k]
@@ -179,7 +212,7 @@ func (c *config) complete() [][listeners]*hist {
 
 func (c *config) analyze(p float64, resamples int) analysis {
 	rounds := c.complete()
-	a := analysis{rounds: len(rounds)}
+	a := analysis{rounds: len(rounds), runs: len(c.runs)}
 	if len(rounds) == 0 {
 		return a
 	}
@@ -187,30 +220,72 @@ func (c *config) analyze(p float64, resamples int) analysis {
 	for l := range listeners {
 		pools[l] = newPool(rounds, l)
 	}
+	percentiles := func(picked []int) (q [listeners]int64) {
+		for l := range listeners {
+			q[l] = pools[l].percentile(picked, p)
+		}
+		return q
+	}
+	var added, control, less []float64
+	for i := range rounds {
+		d, dc, dd := differences(percentiles([]int{i}))
+		added, control, less = append(added, d), append(control, dc), append(less, dd)
+	}
+	a.perRound = estimates{added: median(added), control: median(control), less: median(less),
+		addedCI: orderInterval(added), controlCI: orderInterval(control), lessCI: orderInterval(less)}
 	all := make([]int, len(rounds))
 	for i := range all {
 		all[i] = i
 	}
-	for l := range listeners {
-		a.pooled[l] = pools[l].percentile(all, p)
-	}
-	a.added, a.control, a.less = differences(a.pooled)
+	a.pooledP = percentiles(all)
+	added, control, less = added[:0], control[:0], less[:0]
 	rng := rand.New(rand.NewPCG(1, 2)) // the same input gives the same interval
-	var added, control, less []float64
 	pick := make([]int, len(rounds))
-	var q [listeners]int64
 	for range resamples {
 		for i := range pick {
 			pick[i] = rng.IntN(len(rounds))
 		}
-		for l := range listeners {
-			q[l] = pools[l].percentile(pick, p)
-		}
-		d, c, dc := differences(q)
-		added, control, less = append(added, d), append(control, c), append(less, dc)
+		d, dc, dd := differences(percentiles(pick))
+		added, control, less = append(added, d), append(control, dc), append(less, dd)
 	}
-	a.addedCI, a.controlCI, a.lessCI = interval(added), interval(control), interval(less)
+	d, dc, dd := differences(a.pooledP)
+	a.pooled = estimates{added: d, control: dc, less: dd,
+		addedCI: interval(added), controlCI: interval(control), lessCI: interval(less)}
 	return a
+}
+
+// median of xs (sorted in place).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// orderInterval is [x(k), x(n+1−k)] of xs sorted, for the largest k for
+// which it holds their median with probability 0.9 or more, as the deep
+// step's awk computes it; NaNs when no k does (too few values).
+func orderInterval(xs []float64) [2]float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	k, cum := 0, 0.0
+	for j := 1; 2*j <= n; j++ {
+		// P(Binomial(n, ½) = j−1), in logs for large n
+		lg, _ := math.Lgamma(float64(n + 1))
+		l1, _ := math.Lgamma(float64(j))
+		l2, _ := math.Lgamma(float64(n - j + 2))
+		cum += math.Exp(lg - l1 - l2 - float64(n)*math.Ln2)
+		if 1-2*cum < 0.9 {
+			break
+		}
+		k = j
+	}
+	if k == 0 {
+		return [2]float64{math.NaN(), math.NaN()}
+	}
+	return [2]float64{xs[k-1], xs[n-k]}
 }
 
 func differences(q [listeners]int64) (added, control, less float64) {
@@ -290,6 +365,8 @@ func (p *pool) percentile(picked []int, pct float64) int64 {
 // none of it is, "not resolved" otherwise.
 func verdict(ci [2]float64, bound float64) string {
 	switch {
+	case math.IsNaN(ci[0]):
+		return "too few rounds"
 	case ci[1] <= bound:
 		return "met"
 	case ci[0] > bound:
@@ -303,21 +380,31 @@ func report(w io.Writer, c *config, a analysis, p float64, bound time.Duration) 
 		fmt.Fprintf(w, "  %s: no round with all four listeners\n", c.name)
 		return
 	}
-	ms := func(us float64) string { return strconv.FormatFloat(us/1000, 'f', 2, 64) }
+	ms := func(us int64) string { return strconv.FormatFloat(float64(us)/1000, 'f', 2, 64) }
+	fmt.Fprintf(w, "  %s: %d rounds from %d run(s); p%g added, ms\n", c.name, a.rounds, a.runs, p)
+	fmt.Fprintln(w, "    per round (median of the rounds' own differences, ≥ 90 % order-statistic interval):")
+	a.perRound.print(w, bound)
+	fmt.Fprintf(w, "    pooled (each listener's p%g over all rounds: test auth %s, open %s; control auth %s, open %s; 95 %% bootstrap):\n",
+		p, ms(a.pooledP[testAuth]), ms(a.pooledP[testOpen]), ms(a.pooledP[controlAuth]), ms(a.pooledP[controlOpen]))
+	a.pooled.print(w, bound)
+}
+
+func (e estimates) print(w io.Writer, bound time.Duration) {
 	signed := func(us float64) string { return fmt.Sprintf("%+.2f", us/1000) }
-	ci := func(x [2]float64) string { return "[" + signed(x[0]) + " … " + signed(x[1]) + "]" }
-	fmt.Fprintf(w, "  %s: p%g of all %d rounds pooled, ms: test auth %s, open %s; control auth %s, open %s; [95 %% bootstrap over rounds]\n",
-		c.name, p, a.rounds, ms(float64(a.pooled[testAuth])), ms(float64(a.pooled[testOpen])),
-		ms(float64(a.pooled[controlAuth])), ms(float64(a.pooled[controlOpen])))
+	b := float64(bound.Microseconds())
 	rows := []struct {
-		label string
-		x     float64
-		ci    [2]float64
-	}{{"added", a.added, a.addedCI}, {"added by the control (A/A)", a.control, a.controlCI}, {"added, less the control", a.less, a.lessCI}}
+		label   string
+		x       float64
+		ci      [2]float64
+		verdict bool
+	}{{"added", e.added, e.addedCI, true}, {"added by the control (A/A)", e.control, e.controlCI, false}, {"added, less the control", e.less, e.lessCI, true}}
 	for _, r := range rows {
-		fmt.Fprintf(w, "    %-28s %s ms %s", r.label, signed(r.x), ci(r.ci))
-		if r.label != rows[1].label {
-			fmt.Fprintf(w, " (≤ %g ms: %s)", float64(bound.Microseconds())/1000, verdict(r.ci, float64(bound.Microseconds())))
+		fmt.Fprintf(w, "      %-28s %s", r.label, signed(r.x))
+		if !math.IsNaN(r.ci[0]) {
+			fmt.Fprintf(w, " [%s … %s]", signed(r.ci[0]), signed(r.ci[1]))
+		}
+		if r.verdict {
+			fmt.Fprintf(w, " (≤ %g ms: %s)", b/1000, verdict(r.ci, b))
 		}
 		fmt.Fprintln(w)
 	}

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -24,7 +27,7 @@ func TestPercentile(t *testing.T) {
 	require.NoError(t, err)
 	rounds := make([][listeners]*hist, 2)
 	for i := range rounds {
-		rounds[i][testAuth] = configs[0].rounds[i+1][testAuth]
+		rounds[i][testAuth] = configs[0].rounds[roundKey{0, i + 1}][testAuth]
 	}
 	p := newPool(rounds, testAuth)
 	assert.Equal(t, []int64{100, 150, 200, 300, 400}, p.values)
@@ -81,12 +84,14 @@ func TestAnalyze(t *testing.T) {
 			a := configs[0].analyze(99, 200)
 			assert.Equal(t, 30, a.rounds)
 			s := float64(tc.shift)
-			assert.InDelta(t, s, a.added, 400, "added %v", a.added)
-			assert.LessOrEqual(t, a.addedCI[0], s)
-			assert.GreaterOrEqual(t, a.addedCI[1], s)
-			assert.InDelta(t, s, a.less, 600, "less the control %v", a.less)
-			assert.InDelta(t, 0, a.control, 400, "control %v", a.control)
-			assert.Equal(t, tc.verdict, verdict(a.addedCI, 1000))
+			for name, e := range map[string]estimates{"pooled": a.pooled, "per round": a.perRound} {
+				assert.InDelta(t, s, e.added, 400, "%s: added %v", name, e.added)
+				assert.LessOrEqual(t, e.addedCI[0], s, name)
+				assert.GreaterOrEqual(t, e.addedCI[1], s, name)
+				assert.InDelta(t, s, e.less, 600, "%s: less the control %v", name, e.less)
+				assert.InDelta(t, 0, e.control, 400, "%s: control %v", name, e.control)
+				assert.Equal(t, tc.verdict, verdict(e.addedCI, 1000), name)
+			}
 			var out bytes.Buffer
 			report(&out, configs[0], a, 99, time.Millisecond)
 			assert.Contains(t, out.String(), "≤ 1 ms: "+tc.verdict)
@@ -103,6 +108,36 @@ func TestAnalyzeIncompleteRounds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, configs[0].complete(), 2)
 	assert.Equal(t, 2, configs[0].analyze(99, 10).rounds)
+}
+
+// TestRuns: the rounds of two runs (files) of the same configuration are
+// distinct rounds, the same round number in both included.
+func TestRuns(t *testing.T) {
+	dir := t.TempDir()
+	var in runs
+	for i, shift := range []int64{0, 2000} {
+		name := filepath.Join(dir, fmt.Sprint(i))
+		require.NoError(t, os.WriteFile(name, []byte(synthetic(t, 5, shift)), 0o600))
+		require.NoError(t, in.readFile(name, i))
+	}
+	require.Len(t, in.order, 1)
+	a := in.order[0].analyze(99, 10)
+	assert.Equal(t, 10, a.rounds)
+	assert.Equal(t, 2, a.runs)
+	require.Error(t, in.readFile(filepath.Join(dir, "0"), 0), "the same run read twice repeats its rounds")
+}
+
+// TestOrderInterval: the deep step's interval, the 42nd and 59th of 100
+// sorted values; none for 3.
+func TestOrderInterval(t *testing.T) {
+	xs := make([]float64, 100)
+	for i := range xs {
+		xs[i] = float64(100 - i) // sorted by orderInterval
+	}
+	assert.Equal(t, [2]float64{42, 59}, orderInterval(xs))
+	assert.Equal(t, 50.5, median(xs))
+	assert.True(t, math.IsNaN(orderInterval([]float64{1, 2, 3})[0]))
+	assert.Equal(t, "too few rounds", verdict(orderInterval([]float64{1, 2, 3}), 1000))
 }
 
 func TestParseRefuses(t *testing.T) {
