@@ -228,12 +228,12 @@ declare -A session_of=()
 ls_field() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' "$2"; }
 
 # mcp_wrk TOKEN ARGS URL: wrk ARGS on CPU 1 with mcp.lua against URL, with
-# the bearer token and the listener's session; with HIST set, mcp.lua writes
+# the bearer token and the listener's session; with WRK_HIST set, mcp.lua writes
 # the run's latency histogram there. It execs wrk (see pin): run it in a
 # subshell or in the background.
 mcp_wrk() {
   # shellcheck disable=SC2086 # ARGS is a list of flags
-  TOKEN="$1" SESSION="${session_of[$3]:-}" HIST="${HIST:-}" pin 1 wrk $2 --latency -s bench/loadserver/mcp.lua "$3"
+  TOKEN="$1" SESSION="${session_of[$3]:-}" WRK_HIST="${WRK_HIST:-}" pin 1 wrk $2 --latency -s bench/loadserver/mcp.lua "$3"
 }
 
 # runtime_delta BEFORE AFTER: what the loadserver's runtime did between two
@@ -433,7 +433,7 @@ deep() {
           local w=$out/wrk-deep.txt
           before=$(curl -fsS "${rt[i]}")
           rm -f "$out/hist-deep.txt"
-          (HIST=$out/hist-deep.txt mcp_wrk "$token" "$wrk_deep_args" "${url[i]}") >"$w"
+          (WRK_HIST=$out/hist-deep.txt mcp_wrk "$token" "$wrk_deep_args" "${url[i]}") >"$w"
           after=$(curl -fsS "${rt[i]}")
           [ -s "$out/hist-deep.txt" ] || { log "deep: wrk wrote no latency histogram"; return 1; }
           stats=$(wrk_stats "$w")

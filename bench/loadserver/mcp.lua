@@ -35,12 +35,14 @@ if #sessions > 0 then
     return wrk.format(nil, nil, headers, string.format(call, string.format('"%d-%d"', tid or 0, n)))
   end
 end
--- With HIST set, wrk's latency histogram of the run (as its percentiles
--- read it) goes to that file as one line of "µs count" pairs, for
--- bench/pooled.
-local hist = os.getenv("HIST")
+-- With WRK_HIST set, wrk's latency histogram of the run (as its
+-- percentiles read it) goes to that file as one line of "µs count" pairs,
+-- for bench/pooled; a run with no response writes nothing (the deep step
+-- then stops, rather than pool an empty run).
+local hist = os.getenv("WRK_HIST")
 if hist ~= nil and hist ~= "" then
   function done(summary, latency, requests)
+    if #latency == 0 then return end
     local f = assert(io.open(hist, "w"))
     for i = 1, #latency do
       local v, n = latency(i)

@@ -5,12 +5,18 @@
 // over its own, and the difference of the two, estimated two ways:
 //
 //   - per round: the median over rounds of each round's own difference
-//     (the deep step's estimator), with an order-statistic interval of at
-//     least 90 %; given several runs, over all their rounds;
+//     (the deep step's estimator);
 //   - pooled: each listener's p99 over all rounds' histograms merged, as
 //     one long run whose wander the four listeners share (the rounds
-//     interleave them), with a 95 % bootstrap interval that resamples whole
-//     rounds (the four listeners of a round together, keeping the pairing).
+//     interleave them).
+//
+// The intervals: for one run, the deep step's order-statistic interval of
+// at least 90 % for the per-round medians, and a 95 % bootstrap that
+// resamples whole rounds (the four listeners of a round together, keeping
+// the pairing) for the pooled figures; for several runs, a 95 % bootstrap
+// for both that resamples the runs and then each drawn run's rounds, so
+// that differences between runs widen the interval as they should. Fewer
+// than 10 rounds get no interval and no verdict.
 //
 // Input, one line per wrk run:
 //
@@ -32,6 +38,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,12 +54,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: pooled [-p 99] [-bound 1ms] [-resamples 2000] FILE...")
 		os.Exit(2)
 	}
-	var in runs
-	for i, name := range flag.Args() {
-		if err := in.readFile(name, i); err != nil {
-			fmt.Fprintln(os.Stderr, "pooled:", err)
-			os.Exit(1)
-		}
+	in, err := load(flag.Args())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pooled:", err)
+		os.Exit(1)
 	}
 	for _, c := range in.order {
 		report(os.Stdout, c, c.analyze(*p, *resamples), *p, *bound)
@@ -82,7 +87,6 @@ type hist struct {
 type config struct {
 	name   string
 	rounds map[roundKey]*[listeners]*hist
-	runs   map[int]bool
 }
 
 // roundKey is a round of one run (one input file).
@@ -92,6 +96,25 @@ type roundKey struct{ run, round int }
 type runs struct {
 	order  []*config
 	byName map[string]*config
+}
+
+// load reads the files named, each one run.
+func load(names []string) (*runs, error) {
+	in := &runs{}
+	seen := map[string]bool{}
+	for i, name := range names {
+		if seen[filepath.Clean(name)] {
+			return nil, fmt.Errorf("%s: given twice (its rounds would count twice)", name)
+		}
+		seen[filepath.Clean(name)] = true
+		if err := in.readFile(name, i); err != nil {
+			return nil, err
+		}
+	}
+	if len(in.order) == 0 {
+		return nil, errors.New("no histograms read")
+	}
+	return in, nil
 }
 
 func (in *runs) readFile(name string, run int) error {
@@ -141,7 +164,7 @@ func (in *runs) read(r io.Reader, run int) error {
 		}
 		c := in.byName[f[0]]
 		if c == nil {
-			c = &config{name: f[0], rounds: map[roundKey]*[listeners]*hist{}, runs: map[int]bool{}}
+			c = &config{name: f[0], rounds: map[roundKey]*[listeners]*hist{}}
 			in.byName[f[0]] = c
 			in.order = append(in.order, c)
 		}
@@ -150,7 +173,6 @@ func (in *runs) read(r io.Reader, run int) error {
 		if rd == nil {
 			rd = new([listeners]*hist)
 			c.rounds[k] = rd
-			c.runs[run] = true
 		}
 		if rd[l] != nil {
 			return fmt.Errorf("line %d: %s %s round %d twice", line, f[0], f[1]+" "+f[2], round)
@@ -194,8 +216,9 @@ type estimates struct {
 	addedCI, controlCI, lessCI [2]float64
 }
 
-// complete returns the rounds that have all four listeners, in order.
-func (c *config) complete() [][listeners]*hist {
+// complete returns the rounds that have all four listeners, in order, and
+// their indexes grouped by run.
+func (c *config) complete() (rounds [][listeners]*hist, byRun [][]int) {
 	keys := make([]roundKey, 0, len(c.rounds))
 	for k, rd := range c.rounds {
 		if !slices.Contains(rd[:], nil) {
@@ -203,16 +226,23 @@ func (c *config) complete() [][listeners]*hist {
 		}
 	}
 	slices.SortFunc(keys, func(a, b roundKey) int { return cmp.Or(cmp.Compare(a.run, b.run), cmp.Compare(a.round, b.round)) })
-	out := make([][listeners]*hist, len(keys))
 	for i, k := range keys {
-		out[i] = *c.rounds[k]
+		rounds = append(rounds, *c.rounds[k])
+		if i == 0 || k.run != keys[i-1].run {
+			byRun = append(byRun, nil)
+		}
+		byRun[len(byRun)-1] = append(byRun[len(byRun)-1], i)
 	}
-	return out
+	return rounds, byRun
 }
 
+// minRounds is the fewest rounds an interval is given for: a bootstrap of
+// fewer says more about the resampling than about the server.
+const minRounds = 10
+
 func (c *config) analyze(p float64, resamples int) analysis {
-	rounds := c.complete()
-	a := analysis{rounds: len(rounds), runs: len(c.runs)}
+	rounds, byRun := c.complete()
+	a := analysis{rounds: len(rounds), runs: len(byRun)}
 	if len(rounds) == 0 {
 		return a
 	}
@@ -226,32 +256,83 @@ func (c *config) analyze(p float64, resamples int) analysis {
 		}
 		return q
 	}
-	var added, control, less []float64
+	// Each round's own differences, indexed by round.
+	var per [3][]float64
 	for i := range rounds {
-		d, dc, dd := differences(percentiles([]int{i}))
-		added, control, less = append(added, d), append(control, dc), append(less, dd)
+		for j, x := range differences(percentiles([]int{i})) {
+			per[j] = append(per[j], x)
+		}
 	}
-	a.perRound = estimates{added: median(added), control: median(control), less: median(less),
-		addedCI: orderInterval(added), controlCI: orderInterval(control), lessCI: orderInterval(less)}
 	all := make([]int, len(rounds))
 	for i := range all {
 		all[i] = i
 	}
 	a.pooledP = percentiles(all)
-	added, control, less = added[:0], control[:0], less[:0]
-	rng := rand.New(rand.NewPCG(1, 2)) // the same input gives the same interval
-	pick := make([]int, len(rounds))
-	for range resamples {
-		for i := range pick {
-			pick[i] = rng.IntN(len(rounds))
-		}
-		d, dc, dd := differences(percentiles(pick))
-		added, control, less = append(added, d), append(control, dc), append(less, dd)
+	a.perRound.set(medians(per, all))
+	a.pooled.set(differences(a.pooledP))
+	nan := [2]float64{math.NaN(), math.NaN()}
+	if len(rounds) < minRounds {
+		a.perRound.setCI([3][2]float64{nan, nan, nan})
+		a.pooled.setCI([3][2]float64{nan, nan, nan})
+		return a
 	}
-	d, dc, dd := differences(a.pooledP)
-	a.pooled = estimates{added: d, control: dc, less: dd,
-		addedCI: interval(added), controlCI: interval(control), lessCI: interval(less)}
+	if len(byRun) == 1 {
+		// One run: the deep step's own interval for the per-round medians.
+		a.perRound.setCI([3][2]float64{orderInterval(slices.Clone(per[0])),
+			orderInterval(slices.Clone(per[1])), orderInterval(slices.Clone(per[2]))})
+	}
+	rng := rand.New(rand.NewPCG(1, 2)) // the same input gives the same interval
+	var boot, bootPer [3][]float64
+	var pick []int
+	for range resamples {
+		pick = resample(rng, byRun, pick[:0])
+		for j, x := range differences(percentiles(pick)) {
+			boot[j] = append(boot[j], x)
+		}
+		for j, x := range medians(per, pick) {
+			bootPer[j] = append(bootPer[j], x)
+		}
+	}
+	a.pooled.setCI([3][2]float64{interval(boot[0]), interval(boot[1]), interval(boot[2])})
+	if len(byRun) > 1 {
+		a.perRound.setCI([3][2]float64{interval(bootPer[0]), interval(bootPer[1]), interval(bootPer[2])})
+	}
 	return a
+}
+
+// resample appends to pick a bootstrap resample of the rounds: with one run,
+// its rounds drawn with replacement; with several, the runs drawn with
+// replacement and then each drawn run's rounds, so that the interval
+// carries the differences between runs as well as between rounds.
+func resample(rng *rand.Rand, byRun [][]int, pick []int) []int {
+	for range byRun {
+		run := byRun[rng.IntN(len(byRun))]
+		for range run {
+			pick = append(pick, run[rng.IntN(len(run))])
+		}
+	}
+	return pick
+}
+
+// medians returns the medians of the three per-round differences over the
+// rounds picked.
+func medians(per [3][]float64, picked []int) (m [3]float64) {
+	xs := make([]float64, len(picked))
+	for j := range per {
+		for i, r := range picked {
+			xs[i] = per[j][r]
+		}
+		m[j] = median(xs)
+	}
+	return m
+}
+
+func (e *estimates) set(x [3]float64) {
+	e.added, e.control, e.less = x[0], x[1], x[2]
+}
+
+func (e *estimates) setCI(ci [3][2]float64) {
+	e.addedCI, e.controlCI, e.lessCI = ci[0], ci[1], ci[2]
 }
 
 // median of xs (sorted in place).
@@ -288,10 +369,10 @@ func orderInterval(xs []float64) [2]float64 {
 	return [2]float64{xs[k-1], xs[n-k]}
 }
 
-func differences(q [listeners]int64) (added, control, less float64) {
-	added = float64(q[testAuth] - q[testOpen])
-	control = float64(q[controlAuth] - q[controlOpen])
-	return added, control, added - control
+func differences(q [listeners]int64) [3]float64 {
+	added := float64(q[testAuth] - q[testOpen])
+	control := float64(q[controlAuth] - q[controlOpen])
+	return [3]float64{added, control, added - control}
 }
 
 // interval is the 2.5th and 97.5th percentiles of xs (sorted in place).
@@ -382,10 +463,14 @@ func report(w io.Writer, c *config, a analysis, p float64, bound time.Duration) 
 	}
 	ms := func(us int64) string { return strconv.FormatFloat(float64(us)/1000, 'f', 2, 64) }
 	fmt.Fprintf(w, "  %s: %d rounds from %d run(s); p%g added, ms\n", c.name, a.rounds, a.runs, p)
-	fmt.Fprintln(w, "    per round (median of the rounds' own differences, ≥ 90 % order-statistic interval):")
+	perCI, boot := "≥ 90 % order-statistic interval", "95 % bootstrap over rounds"
+	if a.runs > 1 {
+		perCI, boot = "95 % bootstrap over runs, then rounds", "95 % bootstrap over runs, then rounds"
+	}
+	fmt.Fprintf(w, "    per round (median of the rounds' own differences; %s):\n", perCI)
 	a.perRound.print(w, bound)
-	fmt.Fprintf(w, "    pooled (each listener's p%g over all rounds: test auth %s, open %s; control auth %s, open %s; 95 %% bootstrap):\n",
-		p, ms(a.pooledP[testAuth]), ms(a.pooledP[testOpen]), ms(a.pooledP[controlAuth]), ms(a.pooledP[controlOpen]))
+	fmt.Fprintf(w, "    pooled (each listener's p%g over all rounds: test auth %s, open %s; control auth %s, open %s; %s):\n",
+		p, ms(a.pooledP[testAuth]), ms(a.pooledP[testOpen]), ms(a.pooledP[controlAuth]), ms(a.pooledP[controlOpen]), boot)
 	a.pooled.print(w, bound)
 }
 

@@ -39,24 +39,27 @@ func TestPercentile(t *testing.T) {
 	assert.Equal(t, int64(150), p.percentile([]int{1, 1, 0}, 40)) // rank 121 of 300: 98, then 100 at 150
 }
 
-// synthetic writes rounds of four listeners whose latencies are drawn from
-// one distribution, scaled per round (the machine's wander, shared by the
-// round's four runs), the test server's auth listener then adding shift µs
-// to every request.
-func synthetic(t *testing.T, rounds int, shift int64) string {
-	t.Helper()
-	rng := rand.New(rand.NewPCG(7, uint64(shift)))
+// synth describes synthetic rounds: four listeners whose latencies are
+// drawn from one distribution, scaled per round (the machine's wander,
+// shared by the round's four runs); the test server's two listeners 1 ms
+// slower than the control's (so that mixing the servers up shows), its auth
+// listener adding shift µs more, and the control's auth listener control µs.
+type synth struct {
+	rounds, first  int // how many, and the number of the first
+	shift, control int64
+	seed           uint64
+}
+
+func (sy synth) String() string {
+	rng := rand.New(rand.NewPCG(7, sy.seed))
 	var b strings.Builder
-	for r := 1; r <= rounds; r++ {
+	add := map[string]int64{"test auth": 1000 + sy.shift, "test open": 1000, "control auth": sy.control, "control open": 0}
+	for r := sy.first; r < sy.first+sy.rounds; r++ {
 		scale := 0.8 + 0.4*rng.Float64()
 		for _, l := range []string{"test auth", "test open", "control auth", "control open"} {
 			counts := map[int64]int64{}
 			for range 2000 {
-				v := int64(scale * (5000 + rng.ExpFloat64()*2000)) // a p99 near 14 ms
-				if l == "test auth" {
-					v += shift
-				}
-				counts[v]++
+				counts[int64(scale*(5000+rng.ExpFloat64()*2000))+add[l]]++ // a p99 near 14 ms
 			}
 			fmt.Fprintf(&b, "cfg/0 %s %d", l, r)
 			for _, v := range slices.Sorted(maps.Keys(counts)) {
@@ -68,63 +71,141 @@ func synthetic(t *testing.T, rounds int, shift int64) string {
 	return b.String()
 }
 
-// TestAnalyze: a known shift of the auth listener is found, within an
-// interval that holds it, and gets the verdict it should: 2 ms added is NOT
-// MET against 1 ms, 0.3 ms is met, and none at all is met with the A/A
-// control's difference near zero.
+// TestAnalyze: known shifts of the auth listeners are found, within
+// intervals that hold them, and get the verdicts they should: 2 ms added is
+// NOT MET against 1 ms, 0.3 ms is met, none at all is met; and a control
+// that adds 1.5 ms of its own leaves 0.5 ms less the control.
 func TestAnalyze(t *testing.T) {
 	for _, tc := range []struct {
-		shift   int64
-		verdict string
-	}{{2000, "NOT MET"}, {300, "met"}, {0, "met"}} {
-		t.Run(fmt.Sprint(tc.shift), func(t *testing.T) {
-			configs, err := parse(strings.NewReader(synthetic(t, 30, tc.shift)))
+		shift, control int64
+		verdict        string
+	}{{2000, 0, "NOT MET"}, {300, 0, "met"}, {0, 0, "met"}, {2000, 1500, "NOT MET"}} {
+		t.Run(fmt.Sprint(tc.shift, tc.control), func(t *testing.T) {
+			sy := synth{rounds: 30, first: 1, shift: tc.shift, control: tc.control, seed: uint64(tc.shift + tc.control)}
+			configs, err := parse(strings.NewReader(sy.String()))
 			require.NoError(t, err)
 			require.Len(t, configs, 1)
 			a := configs[0].analyze(99, 200)
 			assert.Equal(t, 30, a.rounds)
-			s := float64(tc.shift)
+			s, c := float64(tc.shift), float64(tc.control)
 			for name, e := range map[string]estimates{"pooled": a.pooled, "per round": a.perRound} {
 				assert.InDelta(t, s, e.added, 400, "%s: added %v", name, e.added)
 				assert.LessOrEqual(t, e.addedCI[0], s, name)
 				assert.GreaterOrEqual(t, e.addedCI[1], s, name)
-				assert.InDelta(t, s, e.less, 600, "%s: less the control %v", name, e.less)
-				assert.InDelta(t, 0, e.control, 400, "%s: control %v", name, e.control)
+				assert.InDelta(t, c, e.control, 400, "%s: control %v", name, e.control)
+				assert.InDelta(t, s-c, e.less, 600, "%s: less the control %v", name, e.less)
 				assert.Equal(t, tc.verdict, verdict(e.addedCI, 1000), name)
+			}
+			for l := range listeners {
+				assert.Equal(t, naiveP99(configs[0], l), a.pooledP[l], "listener %d", l)
 			}
 			var out bytes.Buffer
 			report(&out, configs[0], a, 99, time.Millisecond)
 			assert.Contains(t, out.String(), "≤ 1 ms: "+tc.verdict)
+			assert.Contains(t, out.String(), "order-statistic")
 		})
 	}
+}
+
+// naiveP99 is listener l's p99 over every round of c, by wrk's rule, from
+// every request's latency listed and sorted.
+func naiveP99(c *config, l int) int64 {
+	var all []int64
+	for _, rd := range c.rounds {
+		for i, v := range rd[l].values {
+			for range rd[l].counts[i] {
+				all = append(all, v)
+			}
+		}
+	}
+	slices.Sort(all)
+	rank := int(math.Round(0.99*float64(len(all)) + 0.5))
+	return all[rank-1]
+}
+
+// TestInterval: the middle 95 % of the bootstrap's values.
+func TestInterval(t *testing.T) {
+	xs := make([]float64, 1000)
+	for i := range xs {
+		xs[i] = float64(999 - i)
+	}
+	assert.Equal(t, [2]float64{25, 975}, interval(xs))
+}
+
+// TestAnalyzeTooFewRounds: below minRounds no interval and no verdict.
+func TestAnalyzeTooFewRounds(t *testing.T) {
+	configs, err := parse(strings.NewReader(synth{rounds: minRounds - 1, first: 1}.String()))
+	require.NoError(t, err)
+	a := configs[0].analyze(99, 50)
+	for _, ci := range [][2]float64{a.pooled.addedCI, a.pooled.lessCI, a.perRound.addedCI, a.perRound.lessCI} {
+		assert.True(t, math.IsNaN(ci[0]) && math.IsNaN(ci[1]), "%v", ci)
+	}
+	var out bytes.Buffer
+	report(&out, configs[0], a, 99, time.Millisecond)
+	assert.NotContains(t, out.String(), "met")
+	assert.Equal(t, 4, strings.Count(out.String(), "too few rounds"), out.String())
 }
 
 // TestAnalyzeIncompleteRounds: a round missing a listener (a run that
 // failed) is left out, not half counted.
 func TestAnalyzeIncompleteRounds(t *testing.T) {
-	in := synthetic(t, 3, 0)
-	lines := strings.Split(strings.TrimSpace(in), "\n")
+	lines := strings.Split(strings.TrimSpace(synth{rounds: 3, first: 1}.String()), "\n")
 	configs, err := parse(strings.NewReader(strings.Join(lines[:len(lines)-1], "\n")))
 	require.NoError(t, err)
-	assert.Len(t, configs[0].complete(), 2)
+	rounds, byRun := configs[0].complete()
+	assert.Len(t, rounds, 2)
+	assert.Equal(t, [][]int{{0, 1}}, byRun)
 	assert.Equal(t, 2, configs[0].analyze(99, 10).rounds)
 }
 
-// TestRuns: the rounds of two runs (files) of the same configuration are
-// distinct rounds, the same round number in both included.
-func TestRuns(t *testing.T) {
+// TestRunsWiden: two runs that disagree (+1.5 ms and −1.5 ms added), read
+// as two runs, keep the rounds of each distinct and get an interval that
+// carries their disagreement: wider than the same rounds read as one run,
+// and no verdict of met.
+func TestRunsWiden(t *testing.T) {
 	dir := t.TempDir()
-	var in runs
-	for i, shift := range []int64{0, 2000} {
-		name := filepath.Join(dir, fmt.Sprint(i))
-		require.NoError(t, os.WriteFile(name, []byte(synthetic(t, 5, shift)), 0o600))
-		require.NoError(t, in.readFile(name, i))
+	var names []string
+	var one strings.Builder
+	for i, shift := range []int64{1500, -1500} {
+		sy := synth{rounds: 20, first: 1, shift: shift, seed: uint64(i)}
+		names = append(names, filepath.Join(dir, fmt.Sprint(i)))
+		require.NoError(t, os.WriteFile(names[i], []byte(sy.String()), 0o600))
+		sy.first = 1 + 20*i // the same rounds, numbered apart, in one file
+		one.WriteString(sy.String())
 	}
+	in, err := load(names)
+	require.NoError(t, err)
 	require.Len(t, in.order, 1)
-	a := in.order[0].analyze(99, 10)
-	assert.Equal(t, 10, a.rounds)
-	assert.Equal(t, 2, a.runs)
-	require.Error(t, in.readFile(filepath.Join(dir, "0"), 0), "the same run read twice repeats its rounds")
+	two := in.order[0].analyze(99, 300)
+	assert.Equal(t, 40, two.rounds)
+	assert.Equal(t, 2, two.runs)
+	configs, err := parse(strings.NewReader(one.String()))
+	require.NoError(t, err)
+	single := configs[0].analyze(99, 300)
+	assert.Equal(t, 1, single.runs)
+	width := func(ci [2]float64) float64 { return ci[1] - ci[0] }
+	for name, e := range map[string][2]estimates{"pooled": {two.pooled, single.pooled}, "per round": {two.perRound, single.perRound}} {
+		assert.Greater(t, width(e[0].addedCI), width(e[1].addedCI), "%s: %v against %v", name, e[0].addedCI, e[1].addedCI)
+		assert.Less(t, e[0].addedCI[0], -1000.0, "%s: %v", name, e[0].addedCI)
+		assert.Greater(t, e[0].addedCI[1], 1000.0, "%s: %v", name, e[0].addedCI)
+		assert.Equal(t, "not resolved", verdict(e[0].addedCI, 1000), name)
+	}
+}
+
+// TestLoad: a file given twice would count its rounds twice, and no
+// histogram at all is an error, not an empty report.
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "run")
+	require.NoError(t, os.WriteFile(name, []byte(synth{rounds: 2, first: 1}.String()), 0o600))
+	_, err := load([]string{name, dir + "/./run"})
+	assert.ErrorContains(t, err, "given twice")
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.WriteFile(empty, []byte("\n\n"), 0o600))
+	_, err = load([]string{empty})
+	assert.ErrorContains(t, err, "no histograms")
+	_, err = load([]string{filepath.Join(dir, "missing")})
+	assert.Error(t, err)
 }
 
 // TestOrderInterval: the deep step's interval, the 42nd and 59th of 100
