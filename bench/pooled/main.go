@@ -38,7 +38,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,12 +100,18 @@ type runs struct {
 // load reads the files named, each one run.
 func load(names []string) (*runs, error) {
 	in := &runs{}
-	seen := map[string]bool{}
+	var seen []os.FileInfo
 	for i, name := range names {
-		if seen[filepath.Clean(name)] {
-			return nil, fmt.Errorf("%s: given twice (its rounds would count twice)", name)
+		fi, err := os.Stat(name)
+		if err != nil {
+			return nil, err
 		}
-		seen[filepath.Clean(name)] = true
+		for _, s := range seen {
+			if os.SameFile(s, fi) {
+				return nil, fmt.Errorf("%s: given twice (its rounds would count twice)", name)
+			}
+		}
+		seen = append(seen, fi)
 		if err := in.readFile(name, i); err != nil {
 			return nil, err
 		}
