@@ -31,9 +31,9 @@
 #          listener adds in the same round, and what each run cost the
 #          runtime per request (GC cycles, allocation, GC CPU, goroutines,
 #          scheduling waits: loadserver's /debug/runtime, read with curl
-#          before and after the run); then the same p99s with every
-#          round's histogram pooled (bench/pooled), a sharper instrument
-#          than the median of one-second p99s
+#          before and after the run); then bench/pooled on the rounds'
+#          wrk histograms ($OUT/deep-hist.txt): the same differences per
+#          round and pooled; give it several runs' files to combine them
 #
 # Environment: COUNT (default 10), BENCHTIME (default 300ms), ROUNDS (5),
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
@@ -228,9 +228,9 @@ declare -A session_of=()
 ls_field() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' "$2"; }
 
 # mcp_wrk TOKEN ARGS URL: wrk ARGS on CPU 1 with mcp.lua against URL, with
-# the bearer token and the listener's session; with WRK_HIST set, mcp.lua writes
-# the run's latency histogram there. It execs wrk (see pin): run it in a
-# subshell or in the background.
+# the bearer token and the listener's session; with WRK_HIST set, mcp.lua
+# writes the run's latency histogram there. It execs wrk (see pin): run it
+# in a subshell or in the background.
 mcp_wrk() {
   # shellcheck disable=SC2086 # ARGS is a list of flags
   TOKEN="$1" SESSION="${session_of[$3]:-}" WRK_HIST="${WRK_HIST:-}" pin 1 wrk $2 --latency -s bench/loadserver/mcp.lua "$3"
@@ -511,9 +511,8 @@ deep() {
     }
     END { nc = split(configs, cs, " "); for (c = 1; c <= nc; c++) report(cs[c]) }' configs="${configs[*]}" "$f"
   echo
-  echo "deep, pooled: each listener's p99 over all of a configuration's rounds (wrk's histograms merged, as one"
-  echo "long run whose wander the four listeners share); added and less the control as above, with a 95 % bootstrap"
-  echo "interval over rounds (bench/pooled)."
+  echo "deep, from the rounds' wrk histograms (bench/pooled): the differences above per round, and pooled (each"
+  echo "listener's p99 over all of a configuration's rounds, as one long run whose wander the four listeners share)."
   go run ./bench/pooled "$hists"
 }
 
