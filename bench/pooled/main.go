@@ -294,8 +294,10 @@ func (c *config) analyze(p float64, resamples int) analysis {
 		for j, x := range differences(percentiles(pick)) {
 			boot[j] = append(boot[j], x)
 		}
-		for j, x := range medians(per, pick) {
-			bootPer[j] = append(bootPer[j], x)
+		if len(byRun) > 1 { // one run keeps the order-statistic interval
+			for j, x := range medians(per, pick) {
+				bootPer[j] = append(bootPer[j], x)
+			}
 		}
 	}
 	a.pooled.setCI([3][2]float64{interval(boot[0]), interval(boot[1]), interval(boot[2])})
@@ -357,9 +359,9 @@ func orderInterval(xs []float64) [2]float64 {
 	slices.Sort(xs)
 	n := len(xs)
 	k, cum := 0, 0.0
+	lg, _ := math.Lgamma(float64(n + 1))
 	for j := 1; 2*j <= n; j++ {
 		// P(Binomial(n, ½) = j−1), in logs for large n
-		lg, _ := math.Lgamma(float64(n + 1))
 		l1, _ := math.Lgamma(float64(j))
 		l2, _ := math.Lgamma(float64(n - j + 2))
 		cum += math.Exp(lg - l1 - l2 - float64(n)*math.Ln2)
