@@ -51,10 +51,12 @@ type ProxyConfig struct {
 	// ClientID is the Cognito app client the proxy signs users in with; its
 	// allowed callback URLs must contain BaseURL+CallbackPath. Required.
 	ClientID string
-	// ClientSecret is that app client's secret. Empty for a public client.
+	// ClientSecret is that app client's secret. Empty for a public client,
+	// which identifies itself with client_id in the body, as Cognito wants.
 	ClientSecret string
 	// ClientAuthMethod is how the proxy authenticates to Cognito's token
 	// endpoint: "client_secret_basic" (default) or "client_secret_post".
+	// Without a ClientSecret it does not apply.
 	ClientAuthMethod string
 	// Scopes are what MCP clients may ask for; the proxy asks Cognito for
 	// the same and advertises them in metadata and challenges. Custom
@@ -335,6 +337,10 @@ func (p *Proxy) configureUpstream(ctx context.Context, cfg *ProxyConfig) error {
 	default:
 		return fmt.Errorf("cognitomcp: ProxyConfig.ClientAuthMethod: %q is neither client_secret_basic nor client_secret_post", cfg.ClientAuthMethod)
 	}
+	// A public client has no Basic credentials to send: Cognito's token and
+	// revocation endpoints take its client_id in the body (a Basic header
+	// with an empty secret is reported refused with invalid_client).
+	p.upstreamPost = p.upstreamPost || cfg.ClientSecret == ""
 	v, doc, err := newVerifierWithDiscovery(ctx, VerifierConfig{
 		UserPoolID: cfg.UserPoolID, Region: cfg.Region, IssuerURL: cfg.IssuerURL,
 		ClientIDs: []string{cfg.ClientID}, HTTPClient: p.httpClient, Now: p.now, ClockSkew: 30 * time.Second,

@@ -85,7 +85,7 @@ func (p *Proxy) revokeUpstream(ctx context.Context, refreshToken string) error {
 		return errors.New("the pool names no revocation endpoint")
 	}
 	form := url.Values{"token": {refreshToken}}
-	if p.upstreamPost || p.upstreamSecret == "" {
+	if p.upstreamPost {
 		form.Set("client_id", p.upstreamClientID)
 		if p.upstreamSecret != "" {
 			form.Set("client_secret", p.upstreamSecret)
@@ -98,7 +98,7 @@ func (p *Proxy) revokeUpstream(ctx context.Context, refreshToken string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if !p.upstreamPost && p.upstreamSecret != "" {
+	if !p.upstreamPost {
 		req.SetBasicAuth(url.QueryEscape(p.upstreamClientID), url.QueryEscape(p.upstreamSecret))
 	}
 	resp, err := p.httpClient.Do(req)

@@ -105,7 +105,8 @@ func parsePostForm(r *http.Request) *oauthError {
 
 // authenticateClient checks client_secret_basic, or client_secret_post when
 // allowPost, against whether the client has a secret. A public client
-// identifies itself with client_id and must not send a secret.
+// identifies itself with client_id in the body: it must send no secret and
+// no Basic header (Basic with an empty secret gets invalid_client).
 func (p *UserPool) authenticateClient(r *http.Request, allowPost bool, failStatus int) (Client, *oauthError) {
 	invalid := &oauthError{status: failStatus, Code: "invalid_client"}
 	form := r.PostForm
@@ -130,6 +131,8 @@ func (p *UserPool) authenticateClient(r *http.Request, allowPost bool, failStatu
 		return Client{}, invalid
 	case c.Secret == "" && secret != "":
 		return Client{}, badRequest("unauthorized_client", "the client has no secret")
+	case c.Secret == "" && basic:
+		return Client{}, invalid
 	case c.Secret != "" && subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1:
 		return Client{}, invalid
 	}

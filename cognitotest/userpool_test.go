@@ -695,6 +695,7 @@ func TestRevokeErrors(t *testing.T) {
 		{"secret client without Basic", url.Values{"token": {rt}, "client_id": {f.private.ID}, "client_secret": {f.private.Secret}}, nil, 401, "invalid_client"},
 		{"secret client, wrong secret", url.Values{"token": {rt}}, []string{f.private.ID, "wrong"}, 401, "invalid_client"},
 		{"unknown client", url.Values{"token": {rt}, "client_id": {"nope"}}, nil, 401, "invalid_client"},
+		{"public client by Basic with an empty secret", url.Values{"token": {"x"}}, []string{f.public.ID, ""}, 401, "invalid_client"},
 		{"no token", url.Values{"client_id": {f.public.ID}}, nil, 400, "invalid_request"},
 		{"revocation disabled", url.Values{"token": {"x"}, "client_id": {noRevoke.ID}}, nil, 400, "invalid_request"},
 		{"access token", url.Values{"token": {str(tokens, "access_token")}, "client_id": {f.public.ID}}, nil, 400, "unsupported_token_type"},
@@ -765,6 +766,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 		}},
 		{name: "public client sending a secret", code: "unauthorized_client", send: func(t *testing.T) reply {
 			return post(t, p, "/oauth2/token", codeGrant(f.public, false), f.public.ID, "made-up")
+		}},
+		{name: "public client by Basic with an empty secret", code: "invalid_client", send: func(t *testing.T) reply {
+			return post(t, p, "/oauth2/token", codeGrant(f.public, false), f.public.ID, "")
 		}},
 		{name: "no code", code: "invalid_request", send: func(t *testing.T) reply {
 			return post(t, p, "/oauth2/token", form("grant_type", "authorization_code", "client_id", f.public.ID, "redirect_uri", callback))
