@@ -16,6 +16,9 @@ import (
 const (
 	transactionTTL = 15 * time.Minute
 	codeTTL        = 5 * time.Minute
+	// unredeemedGrantTTL is how long a grant is stored before its code is
+	// redeemed: the code's life, and a margin for the clocks of replicas.
+	unredeemedGrantTTL = codeTTL + time.Minute
 )
 
 // maxStateLen bounds the client's state, the one value of an authorization

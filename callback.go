@@ -127,7 +127,10 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 		Upstream:  upstreamTokens{RefreshToken: tok.RefreshToken, Expiry: expiry},
 		CreatedAt: now, ExpiresAt: now.Add(p.refreshTTL),
 	}
-	if err := p.put(ctx, storeKey(kindGrant, grant.ID), grant, p.refreshTTL); err != nil {
+	// Until its code is redeemed the grant lives as long as the code: a
+	// sign-in the client never finishes does not keep Cognito's refresh
+	// token in the store. redeemCode stores it again until ExpiresAt.
+	if err := p.put(ctx, storeKey(kindGrant, grant.ID), grant, unredeemedGrantTTL); err != nil {
 		return nil, asError(err)
 	}
 	return grant, nil

@@ -399,8 +399,9 @@ func TestFailureKeysRotatedMidFlow(t *testing.T) {
 	})
 }
 
-// failureStore is a MemoryStore whose writes of one record kind fail while
-// set, as a store can fail half-way through a request.
+// failureStore is a MemoryStore whose writes (sets and deletes) of one
+// record kind fail while set, as a store can fail half-way through a
+// request.
 type failureStore struct {
 	*cognitomcp.MemoryStore
 	mu   sync.Mutex
@@ -421,6 +422,16 @@ func (s *failureStore) Set(ctx context.Context, key string, v []byte, ttl time.D
 		return errors.New("store write failed")
 	}
 	return s.MemoryStore.Set(ctx, key, v, ttl)
+}
+
+func (s *failureStore) Delete(ctx context.Context, key string) error {
+	s.mu.Lock()
+	kind := s.kind
+	s.mu.Unlock()
+	if kind != "" && strings.HasPrefix(key, kind+":") {
+		return errors.New("store delete failed")
+	}
+	return s.MemoryStore.Delete(ctx, key)
 }
 
 // TestFailureStoreWriteDuringRotation: the write of a rotated grant fails.
@@ -451,4 +462,28 @@ func TestFailureStoreWriteDuringRotation(t *testing.T) {
 		"redirect_uri": {c.redirect}})
 	assert.Equal(t, http.StatusUnauthorized, status, "the code was taken; the client signs in again: %v", out)
 	assert.Equal(t, "invalid_grant", out["error"])
+}
+
+// TestFailureStoreDeleteAtRevoke: a refresh token's revocation that the
+// store could not record answers 503 temporarily_unavailable with
+// Retry-After (RFC 7009 §2.2.1), not 200: the client tries again, and the
+// second time the family is gone.
+func TestFailureStoreDeleteAtRevoke(t *testing.T) {
+	store := &failureStore{MemoryStore: cognitomcp.NewMemoryStore()}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	_, rt := c.login()
+
+	store.failWrites("grant")
+	status, header := c.revoke(url.Values{"token": {rt}})
+	assert.Equal(t, http.StatusServiceUnavailable, status, "a revocation not recorded must not answer 200")
+	assert.Equal(t, "5", header.Get("Retry-After"))
+
+	store.failWrites("")
+	status, _ = c.revoke(url.Values{"token": {rt}})
+	require.Equal(t, http.StatusOK, status)
+	status, out := failureRefresh(c, rt)
+	assert.Equal(t, http.StatusUnauthorized, status, "the family is revoked: %v", out)
+	assert.Equal(t, "invalid_grant", out["error"])
+	assert.Contains(t, f.logs.String(), "cognitomcp: revoke grant", "the operator is told")
 }

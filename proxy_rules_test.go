@@ -1,9 +1,14 @@
 package cognitomcp_test
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,4 +194,238 @@ func TestProxyTokenResponseHeaders(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+}
+
+// revoke posts to /revoke as c and returns the status and headers.
+func (c *oauthClient) revoke(form url.Values) (int, http.Header) {
+	c.f.t.Helper()
+	form.Set("client_id", c.id)
+	resp, err := http.PostForm(c.f.srv.URL+"/revoke", form)
+	require.NoError(c.f.t, err)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+// gateTransport holds one request to Cognito's token endpoint, once armed:
+// the request announces itself on arrived, then waits for open to close.
+type gateTransport struct {
+	base    http.RoundTripper
+	armed   atomic.Bool
+	arrived chan struct{}
+	open    chan struct{}
+}
+
+func (g *gateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.URL.Path, "/oauth2/token") && g.armed.CompareAndSwap(true, false) {
+		g.arrived <- struct{}{}
+		<-g.open
+	}
+	return g.base.RoundTrip(r)
+}
+
+// TestProxyRevokeDuringRefresh: a refresh token revoked while a refresh of
+// its family is at Cognito (holding the grant's lock) waits for that
+// refresh, and the family stays revoked: the refresh cannot store the grant
+// again once it is gone. Neither the tokens the refresh issued nor
+// Cognito's refresh token survive.
+func TestProxyRevokeDuringRefresh(t *testing.T) {
+	gate := &gateTransport{arrived: make(chan struct{}), open: make(chan struct{})}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+		gate.base = cfg.HTTPClient.Transport
+		cfg.HTTPClient = &http.Client{Transport: gate}
+	})
+	c := f.register(loopbackRedirect)
+	_, rt := c.login()
+	f.clock.Advance(61 * time.Minute) // Cognito's access token expired: the refresh goes to Cognito
+	upstreamRevoked := f.pool.RevokedRefreshTokens()
+	gate.armed.Store(true)
+
+	type answer struct {
+		status int
+		out    map[string]any
+		err    error
+	}
+	refreshed := make(chan answer, 1)
+	go func() {
+		resp, err := http.PostForm(f.srv.URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {c.id}})
+		if err != nil {
+			refreshed <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		refreshed <- answer{resp.StatusCode, out, err}
+	}()
+	<-gate.arrived
+	revoked := make(chan answer, 1)
+	go func() {
+		resp, err := http.PostForm(f.srv.URL+"/revoke", url.Values{"token": {rt}, "client_id": {c.id}})
+		if err == nil {
+			resp.Body.Close()
+			revoked <- answer{status: resp.StatusCode}
+			return
+		}
+		revoked <- answer{err: err}
+	}()
+	var rev answer
+	select {
+	case rev = <-revoked:
+		t.Errorf("the revocation answered %d while a refresh of its grant was in flight", rev.status)
+	case <-time.After(200 * time.Millisecond): // it waits for the grant's lock
+	}
+	close(gate.open)
+	ref := <-refreshed
+	if rev.status == 0 && rev.err == nil {
+		rev = <-revoked
+	}
+	require.NoError(t, ref.err)
+	require.NoError(t, rev.err)
+	assert.Equal(t, http.StatusOK, rev.status)
+
+	require.Equal(t, http.StatusOK, ref.status, ref.out) // the refresh took the lock first
+	status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ref.out["refresh_token"].(string)}})
+	assert.Equal(t, http.StatusUnauthorized, status, "the refresh stored the revoked grant again: %v", out)
+	assert.Equal(t, "invalid_grant", out["error"])
+	resp, _ := f.mcp(ref.out["access_token"].(string))
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Equal(t, upstreamRevoked+1, f.pool.RevokedRefreshTokens(), "Cognito's refresh token revoked upstream")
+}
+
+// TestProxyRevokeLooksBeyondTheHint: RFC 7009 §2.1, a token not found under
+// its token_type_hint is looked for as the other kind. A refresh token
+// hinted as an access token still revokes its family; an access token
+// hinted as a refresh token is still revoked, alone.
+func TestProxyRevokeLooksBeyondTheHint(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	access, rt := c.login()
+	status, _ := c.revoke(url.Values{"token": {rt}, "token_type_hint": {"access_token"}})
+	require.Equal(t, http.StatusOK, status)
+	status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	assert.Equal(t, http.StatusUnauthorized, status, "the family survived a misleading hint: %v", out)
+	assert.Equal(t, "invalid_grant", out["error"])
+	resp, _ := f.mcp(access)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	access, rt = c.login()
+	status, _ = c.revoke(url.Values{"token": {access}, "token_type_hint": {"refresh_token"}})
+	require.Equal(t, http.StatusOK, status)
+	resp, _ = f.mcp(access)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the access token survived a misleading hint")
+	status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	assert.Equal(t, http.StatusOK, status, "an access token revokes only itself: %v", out)
+}
+
+// TestProxyBasicClientGetsBasicChallenge: RFC 6749 §5.2, a client that
+// authenticated with the Authorization header and gets a 401 at /token or
+// /revoke gets a WWW-Authenticate challenge of the same scheme; a client
+// that sent its client_id in the body gets none.
+func TestProxyBasicClientGetsBasicChallenge(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"not-a-refresh-token"}}
+	for _, tc := range []struct {
+		name, path, basicUser string
+		form                  url.Values
+		challenge             bool
+	}{
+		{"unknown client at /token", "/token", "unknown-client", refresh, true},
+		{"a refused grant at /token", "/token", c.id, refresh, true},
+		{"unknown client at /revoke", "/revoke", "unknown-client", url.Values{"token": {"x"}}, true},
+		{"unknown client in the body", "/token", "", url.Values{"client_id": {"unknown-client"}, "grant_type": {"refresh_token"}, "refresh_token": {"x"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, f.srv.URL+tc.path, strings.NewReader(tc.form.Encode()))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.basicUser != "" {
+				req.SetBasicAuth(tc.basicUser, "")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+			if tc.challenge {
+				assert.Equal(t, `Basic realm="`+f.srv.URL+`"`, resp.Header.Get("WWW-Authenticate"))
+			} else {
+				assert.Empty(t, resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+// TestProxyPublicCognitoClient: behind a public Cognito app client (no
+// secret) the proxy sends its client_id in the body, never a Basic header
+// with an empty secret (which the fake pool, like Cognito, refuses), at the
+// code exchange, the refresh and the revocation, whatever ClientAuthMethod
+// says.
+func TestProxyPublicCognitoClient(t *testing.T) {
+	clock := newTestClock()
+	pool := newTestPool(t, clock)
+	for _, method := range []string{"", "client_secret_basic", "client_secret_post"} {
+		t.Run("method="+method, func(t *testing.T) {
+			f := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
+				public := pool.AddClient(cognitotest.Client{CallbackURLs: []string{cfg.BaseURL + "/auth/callback"}})
+				cfg.ClientID, cfg.ClientSecret, cfg.ClientAuthMethod = public.ID, "", method
+			})
+			c := f.register(loopbackRedirect)
+			access, rt := c.login()
+			resp, claims := f.mcp(access)
+			require.Equal(t, http.StatusOK, resp.StatusCode, claims)
+			assert.Equal(t, "alice", claims["username"])
+
+			refreshes := pool.TokenGrants("refresh_token")
+			clock.Advance(61 * time.Minute)
+			status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+			require.Equal(t, http.StatusOK, status, out)
+			assert.Equal(t, refreshes+1, pool.TokenGrants("refresh_token"), "Cognito refreshed")
+
+			revoked := pool.RevokedRefreshTokens()
+			status, _ = c.revoke(url.Values{"token": {out["refresh_token"].(string)}})
+			require.Equal(t, http.StatusOK, status)
+			assert.Equal(t, revoked+1, pool.RevokedRefreshTokens(), "Cognito's refresh token revoked upstream")
+		})
+	}
+}
+
+// grantTTLStore is a MemoryStore that records the lifetime of every grant
+// written.
+type grantTTLStore struct {
+	*cognitomcp.MemoryStore
+	mu   sync.Mutex
+	ttls []time.Duration
+}
+
+func (s *grantTTLStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	if strings.HasPrefix(key, "grant:") {
+		s.mu.Lock()
+		s.ttls = append(s.ttls, ttl)
+		s.mu.Unlock()
+	}
+	return s.MemoryStore.Set(ctx, key, v, ttl)
+}
+
+func (s *grantTTLStore) grantTTLs() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ttls)
+}
+
+// TestProxyUnredeemedGrantLivesAsLongAsItsCode: a sign-in whose code is
+// never redeemed does not keep Cognito's refresh token in the store for the
+// sign-in's whole life; once redeemed, the grant lives until it expires.
+func TestProxyUnredeemedGrantLivesAsLongAsItsCode(t *testing.T) {
+	store := &grantTTLStore{MemoryStore: cognitomcp.NewMemoryStore()}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	code := c.signIn(nil).Get("code")
+	ttls := store.grantTTLs()
+	require.Len(t, ttls, 1)
+	assert.GreaterOrEqual(t, ttls[0], 5*time.Minute, "the grant outlives its code")
+	assert.LessOrEqual(t, ttls[0], 6*time.Minute, "an unredeemed grant is kept no longer than its code, and a margin")
+	c.redeem(code)
+	ttls = store.grantTTLs()
+	require.Len(t, ttls, 2)
+	assert.Equal(t, 30*24*time.Hour, ttls[1], "redeemed, the grant lives as long as the sign-in")
 }

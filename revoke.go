@@ -15,7 +15,10 @@ import (
 // handleRevoke is the revocation endpoint (RFC 7009). A refresh token
 // revokes its whole family (the grant) and Cognito's refresh token
 // upstream; an access token is revoked by its jti until it expires. An
-// unknown or malformed token gets 200, as the RFC says.
+// unknown or malformed token gets 200, as the RFC says; a revocation the
+// store could not record gets 503, so that the client tries again
+// (§2.2.1). token_type_hint is not needed: the two kinds of token cannot
+// be mistaken for each other, so both are always looked for (§2.1).
 func (p *Proxy) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	form, client, ok := p.clientRequest(w, r)
 	if !ok {
@@ -26,9 +29,9 @@ func (p *Proxy) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		p.tokenError(w, r, oauthError(http.StatusBadRequest, CodeInvalidRequest, "token is required", nil))
 		return
 	}
-	var err error
-	if form.Get("token_type_hint") == "access_token" || strings.Count(token, ".") != 2 || !p.revokeRefreshToken(r.Context(), client, token, &err) {
-		p.revokeAccessToken(r.Context(), client, token, &err)
+	found, err := p.revokeRefreshToken(r.Context(), client, token)
+	if !found {
+		err = p.revokeAccessToken(r.Context(), client, token)
 	}
 	if err != nil {
 		p.tokenError(w, r, asError(err), "mcp_client", client.ID)
@@ -37,45 +40,49 @@ func (p *Proxy) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// revokeRefreshToken revokes the family of a refresh token of client. It
-// reports whether token was a refresh token it recognised.
-func (p *Proxy) revokeRefreshToken(ctx context.Context, client *clientRecord, token string, errp *error) bool {
+// revokeRefreshToken revokes the family of a refresh token of client,
+// under the grant's lock, so that a refresh in flight cannot store the
+// grant again after it is gone. It reports whether token was shaped as a
+// refresh token.
+func (p *Proxy) revokeRefreshToken(ctx context.Context, client *clientRecord, token string) (bool, error) {
 	gid, gen, mac, ok := parseRefreshToken(token)
 	if !ok {
-		return false
+		return false, nil
 	}
-	var g grantRecord
-	if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			*errp = err
+	return true, p.withLock(ctx, "grant:"+gid, lockWait, func() error {
+		var g grantRecord
+		if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil // already gone
+			}
+			return err
 		}
-		return true // already gone
-	}
-	if !hmac.Equal(mac, refreshMAC(&g, gen)) || g.ClientID != client.ID {
-		return true // not this client's token: nothing to do, and nothing to tell
-	}
-	p.revokeGrant(ctx, &g, "revoked by the client")
-	return true
+		if !hmac.Equal(mac, refreshMAC(&g, gen)) || g.ClientID != client.ID {
+			return nil // not this client's token: nothing to do, and nothing to tell
+		}
+		return p.revokeGrant(ctx, &g, "revoked by the client")
+	})
 }
 
 // revokeAccessToken marks a proxy access token of client revoked until it
 // expires. This replica forgets it at once; others within
-// RevocationCheckInterval.
-func (p *Proxy) revokeAccessToken(ctx context.Context, client *clientRecord, token string, errp *error) {
+// RevocationCheckInterval. A token that is not one of client's live access
+// tokens is left alone.
+func (p *Proxy) revokeAccessToken(ctx context.Context, client *clientRecord, token string) error {
 	var c proxyClaims
 	if p.keys.signer.Verify(token, &c) != nil || c.Issuer != p.issuer || c.ClientID != client.ID || c.ID == "" {
-		return
+		return nil
 	}
 	ttl := time.Unix(c.Expiry, 0).Sub(p.now())
 	if ttl <= 0 {
-		return
+		return nil
 	}
 	if err := p.put(ctx, storeKey(kindRevoked, c.ID), true, ttl+time.Minute); err != nil {
-		*errp = err
-		return
+		return err
 	}
 	p.tokens.delete(token)
 	p.logger.Info("cognitomcp: access token revoked", "mcp_client", client.ID, "sub", c.Subject)
+	return nil
 }
 
 // revokeUpstream revokes a Cognito refresh token at the pool's revocation

@@ -100,6 +100,11 @@ func (p *Proxy) clientRequest(w http.ResponseWriter, r *http.Request) (url.Value
 
 func (p *Proxy) tokenError(w http.ResponseWriter, r *http.Request, e *Error, attrs ...any) {
 	p.logRefusal(r, e, attrs...)
+	if _, _, basic := r.BasicAuth(); basic && e.Status == http.StatusUnauthorized {
+		// RFC 6749 §5.2: a client that authenticated with the Authorization
+		// header gets a 401 with a challenge of the same scheme.
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+p.issuer+`"`)
+	}
 	writeOAuthError(w, e)
 }
 
@@ -209,9 +214,15 @@ func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) {
 	if p.get(ctx, storeKey(kindUsed, code), &gid) != nil {
 		return
 	}
-	var g grantRecord
-	if p.get(ctx, storeKey(kindGrant, gid), &g) == nil {
-		p.revokeGrant(ctx, &g, "authorization code replayed")
+	err := p.withLock(ctx, "grant:"+gid, lockWait, func() error {
+		var g grantRecord
+		if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
+			return err
+		}
+		return p.revokeGrant(ctx, &g, "authorization code replayed")
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		p.logger.Error("cognitomcp: could not revoke the grant of a replayed code", "reason", err.Error())
 	}
 }
 
@@ -261,7 +272,7 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 		p.logger.Info("cognitomcp: duplicate refresh within the grace period; same answer", "mcp_client", g.ClientID)
 		return p.tokensFor(&g, g.Generation, g.RotatedAt, g.RotatedScopes)
 	case gen != g.Generation:
-		p.revokeGrant(ctx, &g, "refresh token replayed")
+		_ = p.revokeGrant(ctx, &g, "refresh token replayed") // logged; refused either way
 		return nil, badGrant("refresh token replayed: family revoked")
 	}
 	scopes := g.Scopes
@@ -298,7 +309,7 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 	case err == nil:
 		return nil
 	case errors.As(err, &re) && re.ErrorCode == CodeInvalidGrant:
-		p.revokeGrant(ctx, g, "Cognito refused the refresh token")
+		_ = p.revokeGrant(ctx, g, "Cognito refused the refresh token") // logged; refused either way
 		return badGrant("cognito refused the refresh")
 	case now.Before(g.Upstream.Expiry):
 		p.logger.Warn("cognitomcp: Cognito refresh failed; its access token is still valid", "reason", upstreamError(err).Error())
@@ -384,9 +395,13 @@ func parseRefreshToken(raw string) (gid string, gen int, mac []byte, ok bool) {
 // revokeGrant ends a sign-in: the grant goes, so every refresh token of its
 // family and every access token minted from it stop working, at once on
 // this replica and within RevocationCheckInterval on the others, and
-// Cognito's refresh token is revoked upstream.
-func (p *Proxy) revokeGrant(ctx context.Context, g *grantRecord, reason string) {
-	if err := p.del(ctx, storeKey(kindGrant, g.ID)); err != nil {
+// Cognito's refresh token is revoked upstream. The caller holds the
+// grant's lock. The error is the store's, when the grant could not be
+// deleted: this replica refuses its tokens all the same, and Cognito's
+// refresh token is revoked all the same.
+func (p *Proxy) revokeGrant(ctx context.Context, g *grantRecord, reason string) error {
+	err := p.del(ctx, storeKey(kindGrant, g.ID))
+	if err != nil {
 		p.logger.Error("cognitomcp: revoke grant", "reason", err.Error())
 	}
 	now := p.now()
@@ -397,4 +412,5 @@ func (p *Proxy) revokeGrant(ctx context.Context, g *grantRecord, reason string) 
 			p.logger.Warn("cognitomcp: revoking Cognito's refresh token failed", "reason", err.Error())
 		}
 	}
+	return err
 }
