@@ -56,7 +56,8 @@ type ProxyConfig struct {
 	ClientSecret string
 	// ClientAuthMethod is how the proxy authenticates to Cognito's token
 	// endpoint: "client_secret_basic" (default) or "client_secret_post".
-	// Without a ClientSecret it does not apply.
+	// Without a ClientSecret it does not apply (an unknown value is still
+	// refused).
 	ClientAuthMethod string
 	// Scopes are what MCP clients may ask for; the proxy asks Cognito for
 	// the same and advertises them in metadata and challenges. Custom

@@ -223,73 +223,91 @@ func (g *gateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return g.base.RoundTrip(r)
 }
 
-// TestProxyRevokeDuringRefresh: a refresh token revoked while a refresh of
-// its family is at Cognito (holding the grant's lock) waits for that
-// refresh, and the family stays revoked: the refresh cannot store the grant
-// again once it is gone. Neither the tokens the refresh issued nor
-// Cognito's refresh token survive.
+// TestProxyRevokeDuringRefresh: a revocation that arrives while a refresh
+// of the same sign-in is at Cognito (holding the grant's lock) waits for
+// that refresh, and the family stays revoked: the refresh cannot store the
+// grant again once it is gone. Neither the tokens the refresh issued nor
+// Cognito's refresh token survive. Both ways of revoking: /revoke with a
+// refresh token, and the sign-in's code replayed at /token.
 func TestProxyRevokeDuringRefresh(t *testing.T) {
-	gate := &gateTransport{arrived: make(chan struct{}), open: make(chan struct{})}
-	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
-		gate.base = cfg.HTTPClient.Transport
-		cfg.HTTPClient = &http.Client{Transport: gate}
-	})
-	c := f.register(loopbackRedirect)
-	_, rt := c.login()
-	f.clock.Advance(61 * time.Minute) // Cognito's access token expired: the refresh goes to Cognito
-	upstreamRevoked := f.pool.RevokedRefreshTokens()
-	gate.armed.Store(true)
-
-	type answer struct {
+	for _, tc := range []struct {
+		name   string
 		status int
-		out    map[string]any
-		err    error
-	}
-	refreshed := make(chan answer, 1)
-	go func() {
-		resp, err := http.PostForm(f.srv.URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {c.id}})
-		if err != nil {
-			refreshed <- answer{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		err = json.NewDecoder(resp.Body).Decode(&out)
-		refreshed <- answer{resp.StatusCode, out, err}
-	}()
-	<-gate.arrived
-	revoked := make(chan answer, 1)
-	go func() {
-		resp, err := http.PostForm(f.srv.URL+"/revoke", url.Values{"token": {rt}, "client_id": {c.id}})
-		if err == nil {
-			resp.Body.Close()
-			revoked <- answer{status: resp.StatusCode}
-			return
-		}
-		revoked <- answer{err: err}
-	}()
-	var rev answer
-	select {
-	case rev = <-revoked:
-		t.Errorf("the revocation answered %d while a refresh of its grant was in flight", rev.status)
-	case <-time.After(200 * time.Millisecond): // it waits for the grant's lock
-	}
-	close(gate.open)
-	ref := <-refreshed
-	if rev.status == 0 && rev.err == nil {
-		rev = <-revoked
-	}
-	require.NoError(t, ref.err)
-	require.NoError(t, rev.err)
-	assert.Equal(t, http.StatusOK, rev.status)
+		revoke func(srv string, c *oauthClient, code, rt string) (*http.Response, error)
+	}{
+		{"revoked at /revoke", http.StatusOK, func(srv string, c *oauthClient, _, rt string) (*http.Response, error) {
+			return http.PostForm(srv+"/revoke", url.Values{"token": {rt}, "client_id": {c.id}})
+		}},
+		{"its code replayed", http.StatusUnauthorized, func(srv string, c *oauthClient, code, _ string) (*http.Response, error) {
+			return http.PostForm(srv+"/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {c.id},
+				"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := &gateTransport{arrived: make(chan struct{}), open: make(chan struct{})}
+			f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+				gate.base = cfg.HTTPClient.Transport
+				cfg.HTTPClient = &http.Client{Transport: gate}
+			})
+			c := f.register(loopbackRedirect)
+			code := c.signIn(nil).Get("code")
+			_, rt := c.redeem(code)
+			f.clock.Advance(61 * time.Minute) // Cognito's access token expired: the refresh goes to Cognito
+			upstreamRevoked := f.pool.RevokedRefreshTokens()
+			gate.armed.Store(true)
 
-	require.Equal(t, http.StatusOK, ref.status, ref.out) // the refresh took the lock first
-	status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ref.out["refresh_token"].(string)}})
-	assert.Equal(t, http.StatusUnauthorized, status, "the refresh stored the revoked grant again: %v", out)
-	assert.Equal(t, "invalid_grant", out["error"])
-	resp, _ := f.mcp(ref.out["access_token"].(string))
-	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	assert.Equal(t, upstreamRevoked+1, f.pool.RevokedRefreshTokens(), "Cognito's refresh token revoked upstream")
+			type answer struct {
+				status int
+				out    map[string]any
+				err    error
+			}
+			refreshed := make(chan answer, 1)
+			go func() {
+				resp, err := http.PostForm(f.srv.URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {c.id}})
+				if err != nil {
+					refreshed <- answer{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				var out map[string]any
+				err = json.NewDecoder(resp.Body).Decode(&out)
+				refreshed <- answer{resp.StatusCode, out, err}
+			}()
+			<-gate.arrived
+			revoked := make(chan answer, 1)
+			go func() {
+				resp, err := tc.revoke(f.srv.URL, c, code, rt)
+				if err == nil {
+					resp.Body.Close()
+					revoked <- answer{status: resp.StatusCode}
+					return
+				}
+				revoked <- answer{err: err}
+			}()
+			var rev answer
+			select {
+			case rev = <-revoked:
+				t.Errorf("the revocation answered %d while a refresh of its grant was in flight", rev.status)
+			case <-time.After(200 * time.Millisecond): // it waits for the grant's lock
+			}
+			close(gate.open)
+			ref := <-refreshed
+			if rev.status == 0 && rev.err == nil {
+				rev = <-revoked
+			}
+			require.NoError(t, ref.err)
+			require.NoError(t, rev.err)
+			assert.Equal(t, tc.status, rev.status)
+
+			require.Equal(t, http.StatusOK, ref.status, ref.out) // the refresh took the lock first
+			status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ref.out["refresh_token"].(string)}})
+			assert.Equal(t, http.StatusUnauthorized, status, "the refresh stored the revoked grant again: %v", out)
+			assert.Equal(t, "invalid_grant", out["error"])
+			resp, _ := f.mcp(ref.out["access_token"].(string))
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+			assert.Equal(t, upstreamRevoked+1, f.pool.RevokedRefreshTokens(), "Cognito's refresh token revoked upstream")
+		})
+	}
 }
 
 // TestProxyRevokeLooksBeyondTheHint: RFC 7009 §2.1, a token not found under

@@ -208,21 +208,33 @@ func s256(verifier string) string {
 }
 
 // revokeReplayedCode revokes the grant a code issued, when the code was
-// redeemed before.
+// redeemed before. It runs under the grant's lock like every revocation,
+// and if the lock cannot be had within lockWait (a refresh held up at a
+// slow Cognito) it revokes without it rather than not at all: a refresh in
+// flight could then store the grant again, but this replica refuses its
+// tokens and Cognito's refresh token is revoked. The replaying request
+// going away does not stop it.
 func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) {
+	ctx = context.WithoutCancel(ctx)
 	var gid string
 	if p.get(ctx, storeKey(kindUsed, code), &gid) != nil {
 		return
 	}
-	err := p.withLock(ctx, "grant:"+gid, lockWait, func() error {
+	revoke := func() error {
 		var g grantRecord
-		if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
-			return err
+		switch err := p.get(ctx, storeKey(kindGrant, gid), &g); {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			p.logger.Error("cognitomcp: could not load the grant of a replayed code", "reason", err.Error())
+			return nil
 		}
-		return p.revokeGrant(ctx, &g, "authorization code replayed")
-	})
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		p.logger.Error("cognitomcp: could not revoke the grant of a replayed code", "reason", err.Error())
+		_ = p.revokeGrant(ctx, &g, "authorization code replayed") // logs its own failure
+		return nil
+	}
+	if err := p.withLock(ctx, "grant:"+gid, lockWait, revoke); err != nil {
+		p.logger.Warn("cognitomcp: revoking the grant of a replayed code without its lock", "reason", err.Error())
+		_ = revoke()
 	}
 }
 
