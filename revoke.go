@@ -49,7 +49,7 @@ func (p *Proxy) revokeRefreshToken(ctx context.Context, client *clientRecord, to
 	if !ok {
 		return false, nil
 	}
-	return true, p.withLock(ctx, "grant:"+gid, lockWait, func() error {
+	return true, p.withGrantLock(ctx, gid, func() error {
 		var g grantRecord
 		if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
 			if errors.Is(err, ErrNotFound) {

@@ -232,7 +232,7 @@ func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) {
 		_ = p.revokeGrant(ctx, &g, "authorization code replayed") // logs its own failure
 		return nil
 	}
-	if err := p.withLock(ctx, "grant:"+gid, lockWait, revoke); err != nil {
+	if err := p.withGrantLock(ctx, gid, revoke); err != nil {
 		p.logger.Warn("cognitomcp: revoking the grant of a replayed code without its lock", "reason", err.Error())
 		_ = revoke()
 	}
@@ -257,7 +257,7 @@ func (p *Proxy) refresh(ctx context.Context, client *clientRecord, form url.Valu
 	}
 	var resp *tokenResponse
 	var e *Error
-	err := p.withLock(ctx, "grant:"+gid, lockWait, func() error {
+	err := p.withGrantLock(ctx, gid, func() error {
 		resp, e = p.refreshLocked(ctx, client, form, gid, gen, mac)
 		return nil
 	})
@@ -402,6 +402,13 @@ func parseRefreshToken(raw string) (gid string, gen int, mac []byte, ok bool) {
 		return "", 0, nil, false
 	}
 	return gid, gen, mac, true
+}
+
+// withGrantLock runs fn under the lock of grant gid, shared by every
+// replica: the rotations, Cognito refreshes and revocations of one sign-in
+// never overlap. With a store's shared lock it waits at most lockWait.
+func (p *Proxy) withGrantLock(ctx context.Context, gid string, fn func() error) error {
+	return p.withLock(ctx, "grant:"+gid, lockWait, fn)
 }
 
 // revokeGrant ends a sign-in: the grant goes, so every refresh token of its
