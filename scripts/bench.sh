@@ -33,7 +33,14 @@
 #          scheduling waits: loadserver's /debug/runtime, read with curl
 #          before and after the run); then bench/pooled on the rounds'
 #          wrk histograms ($OUT/deep-hist.txt): the same differences per
-#          round and pooled; give it several runs' files to combine them
+#          round and pooled; give it several runs' files to combine them.
+#          DEEP_CONTROL=swap replaces the A/A control with a second
+#          loadserver of the same FRONT started with -swap (the order of
+#          its two listeners reversed): the estimate is then the mean of
+#          the two servers' differences, which cancels what the order
+#          gives one listener over the other with half the noise of one
+#          server's difference (the control's subtraction doubles it), and
+#          half their difference measures that order's effect
 #
 # Environment: COUNT (default 10), BENCHTIME (default 300ms), ROUNDS (5),
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
@@ -42,7 +49,8 @@
 # none, gosdk, copy and copy+alloc are the control runs BENCHMARKS.md
 # describes), DEEP_ROUNDS (100), WRK_DEEP_ARGS ("-t1 -c32 -d1s"),
 # DEEP_HANDLERS ("session gosdk": go-sdk as examples/server configures it,
-# wrk's requests spread over 32 sessions, then stateless), LOADSERVER_ARGS
+# wrk's requests spread over 32 sessions, then stateless), DEEP_CONTROL
+# (none: the A/A control, the default; swap: see deep), LOADSERVER_ARGS
 # (more loadserver flags, e.g. "-revocation-check 5m"), OUT (default
 # .cache/bench). Results go to $OUT/*.txt; to compare two runs: benchstat
 # old/micro.txt new/micro.txt.
@@ -62,6 +70,7 @@ front=${FRONT:-proxy}
 deep_rounds=${DEEP_ROUNDS:-100}
 wrk_deep_args=${WRK_DEEP_ARGS:-"-t1 -c32 -d1s"}
 deep_handlers=${DEEP_HANDLERS:-"session gosdk"}
+deep_control=${DEEP_CONTROL:-none}
 loadserver_args=${LOADSERVER_ARGS:-}
 mkdir -p "$out"
 
@@ -203,13 +212,14 @@ pin() {
   if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then exec taskset -c "$cpu" "$@"; else exec "$@"; fi
 }
 
-# start_server HANDLER BALLAST FRONT PREFIX: starts a loadserver on CPU 0,
+# start_server HANDLER BALLAST FRONT PREFIX [FLAG...]: starts a loadserver
+# on CPU 0 (with the FLAGs, if any),
 # its line in PREFIX.json and its log in PREFIX.log, adds it to server_pids
 # and waits until it has signed in.
 start_server() {
   : >"$4.json"
   # shellcheck disable=SC2086 # a list of flags
-  pin 0 "$out/loadserver" -handler "$1" -ballast "$2" -front "$3" $loadserver_args >"$4.json" 2>"$4.log" &
+  pin 0 "$out/loadserver" -handler "$1" -ballast "$2" -front "$3" $loadserver_args "${@:5}" >"$4.json" 2>"$4.log" &
   server_pids+=($!)
   for _ in $(seq 100); do [ -s "$4.json" ] && break; sleep 0.1; done
   [ -s "$4.json" ] || { log "loadserver did not start:"; cat "$4.log" >&2; return 1; }
@@ -405,23 +415,35 @@ load() {
 # same round, leaves what the front adds.
 deep() {
   build_loadserver || return 1
-  local f=$out/deep.txt hists=$out/deep-hist.txt configs=()
+  local f=$out/deep.txt hists=$out/deep-hist.txt configs=() second
+  case $deep_control in
+    none) second=control ;;
+    swap) second=swapped ;;
+    *) log "DEEP_CONTROL: $deep_control is neither none nor swap"; return 1 ;;
+  esac
   : >"$f"
   : >"$hists"
   for handler in $deep_handlers; do
     for ballast in $ballasts; do
       local config=$handler/$ballast
       configs+=("$config")
-      log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of front=$front and of front=none, shuffled"
       start_server "$handler" "$ballast" "$front" "$out/deep-test" || return 1
-      start_server "$handler" "$ballast" none "$out/deep-control" || return 1
-      local token listeners=() url=() rt=() fr side r i j t stats before after delta
-      token=$(ls_field token "$out/deep-test.json")
-      for fr in test control; do
+      if [ "$second" = swapped ]; then
+        log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of two front=$front servers, the second with -swap, shuffled"
+        start_server "$handler" "$ballast" "$front" "$out/deep-swapped" -swap || return 1
+      else
+        log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of front=$front and of front=none, shuffled"
+        start_server "$handler" "$ballast" none "$out/deep-control" || return 1
+      fi
+      # Each server's token (the control accepts any): a proxy's tokens
+      # are bound to its own URL.
+      local listeners=() url=() rt=() tok=() fr side r i j t stats before after delta
+      for fr in test "$second"; do
         for side in auth open; do
           listeners+=("$fr $side")
           url+=("$(ls_field "$side" "$out/deep-$fr.json")")
           rt+=("$(ls_field open "$out/deep-$fr.json" | sed 's,/mcp$,/debug/runtime,')")
+          tok+=("$(ls_field token "$out/deep-$fr.json")")
         done
       done
       for r in $(seq "$deep_rounds"); do
@@ -433,7 +455,7 @@ deep() {
           local w=$out/wrk-deep.txt
           before=$(curl -fsS "${rt[i]}")
           rm -f "$out/hist-deep.txt"
-          (WRK_HIST=$out/hist-deep.txt mcp_wrk "$token" "$wrk_deep_args" "${url[i]}") >"$w"
+          (WRK_HIST=$out/hist-deep.txt mcp_wrk "${tok[i]}" "$wrk_deep_args" "${url[i]}") >"$w"
           after=$(curl -fsS "${rt[i]}")
           [ -s "$out/hist-deep.txt" ] || { log "deep: wrk wrote no latency histogram"; return 1; }
           stats=$(wrk_stats "$w")
@@ -446,14 +468,24 @@ deep() {
     done
   done
   echo
-  echo "deep: wrk $wrk_deep_args on one listener at a time, $deep_rounds rounds; test: front=$front, control: front=none"
-  echo "(the bare handler on both listeners). added: median over rounds of (auth − open) within a round; less"
-  echo "the control: of (test's auth − open) − (control's auth − open). [lo … hi]: ≥ 90 % order-statistic interval."
-  awk "$order_stats"'
+  if [ "$second" = swapped ]; then
+    echo "deep: wrk $wrk_deep_args on one listener at a time, $deep_rounds rounds; test: front=$front, swapped: the same"
+    echo "with -swap (its listeners' order reversed). added: median over rounds of (auth − open) within a round;"
+    echo "mean: of the two servers' (auth − open), which cancels the order; the order: half of test's (auth − open)"
+    echo "less swapped's, what the order gives the first listener. [lo … hi]: ≥ 90 % order-statistic interval."
+  else
+    echo "deep: wrk $wrk_deep_args on one listener at a time, $deep_rounds rounds; test: front=$front, control: front=none"
+    echo "(the bare handler on both listeners). added: median over rounds of (auth − open) within a round; less"
+    echo "the control: of (test's auth − open) − (control's auth − open). [lo … hi]: ≥ 90 % order-statistic interval."
+  fi
+  awk -v S="$second" "$order_stats"'
     BEGIN {
       # the runtime_delta fields, per request: label, scale
       nrt = split("GC cycles per 1000|KiB allocated|objects allocated|GC CPU, us|of it assists, us|goroutines started|sampled waits >= 4.2ms /1000", rtl, "|")
       split("1000 0.0009765625 1 1e6 1e6 1 1000", rts, " ")
+      # S, the second server: the control (its difference subtracted) or
+      # the swapped twin (the two differences averaged)
+      sw = (S == "swapped")
     }
     {
       v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; v[$1, $2, $3, $4, "p50"] = $8; if ($4 > R) R = $4
@@ -465,16 +497,22 @@ deep() {
       printf "    %-34s " f " %s", label, med(a, n) / div, unit
       if (K) printf " [" f " … " f "]", a[K-1] / div, a[n-K] / div
     }
-    function report(C,   r, n, dt, dc, dd, p50, q, qc, up, upc, K, parts, open) {
+    # diff: auth − open of server X in round r, for field F
+    function diff(C, X, r, F) { return v[C, X, "auth", r, F] - v[C, X, "open", r, F] }
+    # est: the estimate from the two servers'"'"' differences: less the
+    # control, or their mean
+    function est(t, c) { return sw ? (t + c) / 2 : t - c }
+    function report(C,   r, n, dt, dc, dd, pos, p50, q, qt, qc, up, upc, K, parts, open) {
       n = 0; up = 0; upc = 0
       for (r = 1; r <= R; r++) {
         if (!((C, "test", "auth", r, "p99") in v)) continue
-        dt[n] = v[C, "test", "auth", r, "p99"] - v[C, "test", "open", r, "p99"]
-        dc[n] = v[C, "control", "auth", r, "p99"] - v[C, "control", "open", r, "p99"]
-        dd[n] = dt[n] - dc[n]
-        p50[n] = v[C, "test", "auth", r, "p50"] - v[C, "test", "open", r, "p50"]
-        q[n] = 100 * v[C, "test", "auth", r, "rps"] / v[C, "test", "open", r, "rps"]
-        qc[n] = 100 * v[C, "control", "auth", r, "rps"] / v[C, "control", "open", r, "rps"]
+        dt[n] = diff(C, "test", r, "p99"); dc[n] = diff(C, S, r, "p99")
+        dd[n] = est(dt[n], dc[n]); pos[n] = (dt[n] - dc[n]) / 2
+        p50[n] = diff(C, "test", r, "p50")
+        if (sw) p50[n] = (p50[n] + diff(C, S, r, "p50")) / 2
+        qt[n] = 100 * v[C, "test", "auth", r, "rps"] / v[C, "test", "open", r, "rps"]
+        qc[n] = 100 * v[C, S, "auth", r, "rps"] / v[C, S, "open", r, "rps"]
+        q[n] = sw ? (qt[n] + qc[n]) / 2 : qt[n]
         open[n] = v[C, "test", "open", r, "p99"]
         up += dt[n] > 0; upc += dd[n] > 0
         n++
@@ -482,25 +520,29 @@ deep() {
       split(C, parts, "/")
       printf "  %-5s %3s MiB: open p99 %.1f ms over %d rounds\n", parts[1], parts[2], med(open, n) / 1000, n
       show("p99 added", dt, n, "ms", 1000); printf ", higher in %d/%d\n", up, n
-      show("p99 added by the control (A/A)", dc, n, "ms", 1000); printf "\n"
-      show("p99 added, less the control", dd, n, "ms", 1000); K = lowk(n) # show sorted dd
+      show(sw ? "p99 added on the swapped server" : "p99 added by the control (A/A)", dc, n, "ms", 1000); printf "\n"
+      show(sw ? "p99 added, mean of the two" : "p99 added, less the control", dd, n, "ms", 1000); K = lowk(n) # show sorted dd
       printf ", higher in %d/%d (≤ 1 ms: %s)\n", upc, n, verdict(K, dd[K-1], dd[n-K], 1000, 0)
-      show("p50 added", p50, n, "ms", 1000); printf "\n"
-      show("requests, auth ÷ open", q, n, "%", 1); printf "; control %.1f %%\n", med(qc, n)
+      if (sw) { show("the order: half test less swapped", pos, n, "ms", 1000); printf "\n" }
+      show(sw ? "p50 added, mean of the two" : "p50 added", p50, n, "ms", 1000); printf "\n"
+      show(sw ? "requests, auth / open, mean" : "requests, auth / open", q, n, "%", 1)
+      if (sw) printf "; test %.1f %%, swapped %.1f %%\n", med(qt, n), med(qc, n)
+      else printf "; control %.1f %%\n", med(qc, n)
       runtime(C)
     }
     # runtime: what the runtime did per request on the test server'"'"'s two
     # listeners (medians over rounds) and the same-round difference less the
-    # control'"'"'s; nothing when the rounds carry no runtime fields.
+    # control'"'"'s, or the mean of both servers'"'"' differences; nothing when
+    # the rounds carry no runtime fields.
     function runtime(C,   j, r, n, a, o, d, K) {
       if (v[C, "test", "auth", 1, "rt1"] == "") return
-      printf "    %-30s %10s | %10s | %s\n", "runtime per request", "auth", "open", "auth − open, less the control"
+      printf "    %-30s %10s | %10s | %s\n", "runtime per request", "auth", "open", sw ? "auth − open, mean of the two servers" : "auth − open, less the control"
       for (j = 1; j <= nrt; j++) {
         n = 0
         for (r = 1; r <= R; r++) {
           if (!((C, "test", "auth", r, "rt" j) in v)) continue
           a[n] = v[C, "test", "auth", r, "rt" j]; o[n] = v[C, "test", "open", r, "rt" j]
-          d[n] = (a[n] - o[n]) - (v[C, "control", "auth", r, "rt" j] - v[C, "control", "open", r, "rt" j])
+          d[n] = est(a[n] - o[n], diff(C, S, r, "rt" j))
           n++
         }
         printf "      %-28s %10.2f | %10.2f | %+.2f", rtl[j], med(a, n), med(o, n), med(d, n)

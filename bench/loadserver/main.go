@@ -30,7 +30,10 @@
 // -frames more stack frames, nothing else: what the frames of a request in
 // progress cost a GC cycle that scans them).
 // scripts/bench.sh's deep step runs one loadserver with -front=none beside
-// the one it measures, as the A/A control of the same rounds.
+// the one it measures, as the A/A control of the same rounds, or (with
+// DEEP_CONTROL=swap) a second one of the same -front with -swap, which
+// reverses the order in which the two listeners are created, served and
+// given sessions.
 // -ballast holds that many MiB of pointer-free live heap, so that the GC
 // paces itself as in a server with that much live data rather than this
 // one's ~1 MiB (scripts/bench.sh runs each handler with 0 and 64).
@@ -70,6 +73,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -97,6 +101,14 @@ var frames = flag.Int("frames", 16, "with -front=frames: how many stack frames t
 // sessions is how many sessions -handler=session opens through each
 // listener.
 var sessions = flag.Int("sessions", 32, "with -handler=session: how many sessions to open through each listener")
+
+// swap reverses the order in which loadserver does everything it does to
+// both listeners (creates them, starts serving them, opens sessions through
+// them): scripts/bench.sh's deep step with DEEP_CONTROL=swap runs one
+// loadserver with it beside one without, so that whatever the order gives
+// one listener over the other falls on the auth side in one and on the
+// open side in the other, and cancels in their mean.
+var swap = flag.Bool("swap", false, "reverse the order in which the two listeners are created, served and given sessions")
 
 func main() {
 	handler := flag.String("handler", "gosdk", `the MCP handler: "gosdk" (go-sdk streamable HTTP, stateless), "session" (go-sdk, stateful, as examples/server) or "json" (a fixed answer)`)
@@ -130,13 +142,13 @@ func run(ctx context.Context, handler, front, cpuprofile string, stdout io.Write
 		return err
 	}
 	defer st.close()
-	servers := []*http.Server{
-		{Handler: st.auth, ReadHeaderTimeout: 10 * time.Second},
-		{Handler: st.open, ReadHeaderTimeout: 10 * time.Second},
-	}
 	errc := make(chan error, 2)
-	go func() { errc <- servers[0].Serve(st.authLn) }()
-	go func() { errc <- servers[1].Serve(st.openLn) }()
+	var servers []*http.Server
+	for _, sd := range st.sides() {
+		s := &http.Server{Handler: sd.h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, s)
+		go func() { errc <- s.Serve(sd.ln) }()
+	}
 
 	token, err := signIn(ctx, st.base, st.pool.Transport())
 	if err != nil {
@@ -194,6 +206,7 @@ func run(ctx context.Context, handler, front, cpuprofile string, stdout io.Write
 type stack struct {
 	auth, open     http.Handler
 	authLn, openLn net.Listener
+	swapped        bool   // -swap: the open listener first
 	base           string // the proxy's base URL, on authLn
 	resource       string // the MCP endpoint behind the proxy
 	pool           *cognitotest.UserPool
@@ -239,14 +252,22 @@ func newStack(ctx context.Context, handler, front string, logger *slog.Logger) (
 	default:
 		return nil, fmt.Errorf("-front: %q is none of proxy, cognitomcp, cognitomcp+gosdk, cognitomcp+copy, none, gosdk, copy, copy+alloc, frames", front)
 	}
-	st := &stack{}
-	var err error
-	if st.authLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		return nil, err
+	st := &stack{swapped: *swap}
+	lns := []*net.Listener{&st.authLn, &st.openLn}
+	if st.swapped {
+		slices.Reverse(lns)
 	}
-	if st.openLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		st.authLn.Close()
-		return nil, err
+	for _, ln := range lns {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			for _, ln := range lns {
+				if *ln != nil {
+					(*ln).Close()
+				}
+			}
+			return nil, err
+		}
+		*ln = l
 	}
 	st.base = "http://" + st.authLn.Addr().String()
 
@@ -354,16 +375,22 @@ func newMCPHandler(logger *slog.Logger, stateful bool) http.Handler {
 // openURL is the open listener's MCP endpoint.
 func (st *stack) openURL() string { return "http://" + st.openLn.Addr().String() + "/mcp" }
 
-// side is one of a stack's two listeners, as wrk loads it: its handler and
-// its MCP endpoint.
+// side is one of a stack's two listeners, as wrk loads it: its handler,
+// listener and MCP endpoint.
 type side struct {
 	name string
 	h    http.Handler
+	ln   net.Listener
 	url  string
 }
 
+// sides are the stack's two listeners, auth first (open first with -swap).
 func (st *stack) sides() []side {
-	return []side{{"open", st.open, st.openURL()}, {"auth", st.auth, st.resource}}
+	s := []side{{"auth", st.auth, st.authLn, st.resource}, {"open", st.open, st.openLn, st.openURL()}}
+	if st.swapped {
+		slices.Reverse(s)
+	}
+	return s
 }
 
 // openSession opens an MCP session through h at url, as a client does

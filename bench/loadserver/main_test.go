@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -206,5 +209,59 @@ func TestRuntimeMetrics(t *testing.T) {
 		if after[name] <= before[name] {
 			t.Errorf("%s: %v, then %v: want more", name, before[name], after[name])
 		}
+	}
+}
+
+// TestRunSwapped runs loadserver with and without -swap: the sides come in
+// the order -swap asks for, and both listeners serve wrk's request over the
+// network, the auth one only with the token.
+func TestRunSwapped(t *testing.T) {
+	defer func(old bool) { *swap = old }(*swap)
+	for _, swapped := range []bool{false, true} {
+		t.Run("swap="+strconv.FormatBool(swapped), func(t *testing.T) {
+			*swap = swapped
+			st, err := newStack(t.Context(), "json", "proxy", slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, s := range st.sides() {
+				names = append(names, s.name)
+			}
+			st.close()
+			if want := map[bool]string{false: "auth open", true: "open auth"}[swapped]; strings.Join(names, " ") != want {
+				t.Errorf("sides %q, want %q", names, want)
+			}
+
+			ctx, cancel := context.WithCancel(t.Context())
+			r, w := io.Pipe()
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, "json", "proxy", "", w); w.Close() }()
+			var line struct{ Auth, Open, Token string }
+			if err := json.NewDecoder(r).Decode(&line); err != nil {
+				t.Fatal(err)
+			}
+			go func() { _, _ = io.Copy(io.Discard, r) }()
+			for _, c := range []struct {
+				url, token string
+				want       int
+			}{{line.Auth, line.Token, http.StatusOK}, {line.Auth, "", http.StatusUnauthorized}, {line.Open, "", http.StatusOK}} {
+				req := mcpRequest(c.url, c.token)
+				req.RequestURI = ""
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != c.want || (c.want == http.StatusOK && !strings.Contains(string(body), "hello")) {
+					t.Errorf("%s, token %t: status %d, want %d: %.200s", c.url, c.token != "", resp.StatusCode, c.want, body)
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
 	}
 }

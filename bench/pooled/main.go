@@ -1,8 +1,8 @@
 // Command pooled reads the latency histograms scripts/bench.sh's deep step
 // saves from every wrk run, of one or more runs of the step, and reports,
 // for each configuration, what the measured server's auth listener adds to
-// the p99 over its open one, what the A/A control's "auth" listener adds
-// over its own, and the difference of the two, estimated two ways:
+// the p99 over its open one, what the second server's "auth" listener adds
+// over its own, and the estimate from the two, estimated two ways:
 //
 //   - per round: the median over rounds of each round's own difference
 //     (the deep step's estimator);
@@ -22,10 +22,17 @@
 //
 //	CONFIG SERVER SIDE ROUND VALUE COUNT VALUE COUNT ...
 //
-// SERVER is test or control, SIDE auth or open, VALUE a latency in µs and
+// SERVER is test, control or swapped, SIDE auth or open, VALUE a latency in µs and
 // COUNT how many of the run's requests wrk recorded at it (bench/loadserver/
 // mcp.lua writes the pairs). Usage: pooled [-p 99] [-bound 1ms] FILE...
 // (each FILE one run: its rounds are distinct from another file's).
+//
+// The second server is the A/A control (DEEP_CONTROL=none: the bare
+// handler on both listeners), and the estimate the test server's
+// difference less the control's; or the test server's twin with its
+// listeners' order reversed (DEEP_CONTROL=swap, loadserver -swap), and the
+// estimate the mean of the two servers' differences, in which whatever the
+// order gives one listener cancels. A configuration has one or the other.
 package main
 
 import (
@@ -63,16 +70,21 @@ func main() {
 	}
 }
 
-// The four listeners of a round, in this order.
+// The four listeners of a round, in this order: the second server's are the
+// control's or the swapped twin's.
 const (
 	testAuth = iota
 	testOpen
-	controlAuth
-	controlOpen
+	secondAuth
+	secondOpen
 	listeners
 )
 
-var listenerOf = map[string]int{"test auth": testAuth, "test open": testOpen, "control auth": controlAuth, "control open": controlOpen}
+var listenerOf = map[string]int{
+	"test auth": testAuth, "test open": testOpen,
+	"control auth": secondAuth, "control open": secondOpen,
+	"swapped auth": secondAuth, "swapped open": secondOpen,
+}
 
 // hist is one wrk run's latency histogram: values (µs) ascending, and the
 // number of requests at each.
@@ -85,6 +97,7 @@ type hist struct {
 // four listeners; only rounds that have all four count.
 type config struct {
 	name   string
+	second string // "control" or "swapped": the second server
 	rounds map[roundKey]*[listeners]*hist
 }
 
@@ -173,6 +186,13 @@ func (in *runs) read(r io.Reader, run int) error {
 			in.byName[f[0]] = c
 			in.order = append(in.order, c)
 		}
+		if f[1] != "test" {
+			if c.second == "" {
+				c.second = f[1]
+			} else if c.second != f[1] {
+				return fmt.Errorf("line %d: %s has both a control and a swapped server", line, f[0])
+			}
+		}
 		k := roundKey{run, round}
 		rd := c.rounds[k]
 		if rd == nil {
@@ -217,8 +237,8 @@ type analysis struct {
 
 // estimates are the three differences, each with its interval.
 type estimates struct {
-	added, control, less       float64 // test auth − open; control auth − open; their difference
-	addedCI, controlCI, lessCI [2]float64
+	added, second, est       float64 // test auth − open; the second server's auth − open; the estimate from both
+	addedCI, secondCI, estCI [2]float64
 }
 
 // complete returns the rounds that have all four listeners, in order, and
@@ -261,10 +281,11 @@ func (c *config) analyze(p float64, resamples int) analysis {
 		}
 		return q
 	}
+	swapped := c.second == "swapped"
 	// Each round's own differences, indexed by round.
 	var per [3][]float64
 	for i := range rounds {
-		for j, x := range differences(percentiles([]int{i})) {
+		for j, x := range differences(percentiles([]int{i}), swapped) {
 			per[j] = append(per[j], x)
 		}
 	}
@@ -274,7 +295,7 @@ func (c *config) analyze(p float64, resamples int) analysis {
 	}
 	a.pooledP = percentiles(all)
 	a.perRound.set(medians(per, all))
-	a.pooled.set(differences(a.pooledP))
+	a.pooled.set(differences(a.pooledP, swapped))
 	nan := [2]float64{math.NaN(), math.NaN()}
 	if len(rounds) < minRounds {
 		a.perRound.setCI([3][2]float64{nan, nan, nan})
@@ -291,7 +312,7 @@ func (c *config) analyze(p float64, resamples int) analysis {
 	var pick []int
 	for range resamples {
 		pick = resample(rng, byRun, pick[:0])
-		for j, x := range differences(percentiles(pick)) {
+		for j, x := range differences(percentiles(pick), swapped) {
 			boot[j] = append(boot[j], x)
 		}
 		if len(byRun) > 1 { // one run keeps the order-statistic interval
@@ -335,11 +356,11 @@ func medians(per [3][]float64, picked []int) (m [3]float64) {
 }
 
 func (e *estimates) set(x [3]float64) {
-	e.added, e.control, e.less = x[0], x[1], x[2]
+	e.added, e.second, e.est = x[0], x[1], x[2]
 }
 
 func (e *estimates) setCI(ci [3][2]float64) {
-	e.addedCI, e.controlCI, e.lessCI = ci[0], ci[1], ci[2]
+	e.addedCI, e.secondCI, e.estCI = ci[0], ci[1], ci[2]
 }
 
 // median of xs (sorted in place).
@@ -376,10 +397,16 @@ func orderInterval(xs []float64) [2]float64 {
 	return [2]float64{xs[k-1], xs[n-k]}
 }
 
-func differences(q [listeners]int64) [3]float64 {
+// differences are, from the four listeners' percentiles, the test server's
+// auth − open, the second server's, and the estimate: the first less the
+// second (a control), or their mean (a swapped twin).
+func differences(q [listeners]int64, swapped bool) [3]float64 {
 	added := float64(q[testAuth] - q[testOpen])
-	control := float64(q[controlAuth] - q[controlOpen])
-	return [3]float64{added, control, added - control}
+	second := float64(q[secondAuth] - q[secondOpen])
+	if swapped {
+		return [3]float64{added, second, (added + second) / 2}
+	}
+	return [3]float64{added, second, added - second}
 }
 
 // interval is the 2.5th and 97.5th percentiles of xs (sorted in place).
@@ -475,13 +502,14 @@ func report(w io.Writer, c *config, a analysis, p float64, bound time.Duration) 
 		perCI, boot = "95 % bootstrap over runs, then rounds", "95 % bootstrap over runs, then rounds"
 	}
 	fmt.Fprintf(w, "    per round (median of the rounds' own differences; %s):\n", perCI)
-	a.perRound.print(w, bound)
-	fmt.Fprintf(w, "    pooled (each listener's p%g over all rounds: test auth %s, open %s; control auth %s, open %s; %s):\n",
-		p, ms(a.pooledP[testAuth]), ms(a.pooledP[testOpen]), ms(a.pooledP[controlAuth]), ms(a.pooledP[controlOpen]), boot)
-	a.pooled.print(w, bound)
+	a.perRound.print(w, c.second, bound)
+	fmt.Fprintf(w, "    pooled (each listener's p%g over all rounds: test auth %s, open %s; %s auth %s, open %s; %s):\n",
+		p, ms(a.pooledP[testAuth]), ms(a.pooledP[testOpen]), c.second, ms(a.pooledP[secondAuth]), ms(a.pooledP[secondOpen]), boot)
+	a.pooled.print(w, c.second, bound)
 }
 
-func (e estimates) print(w io.Writer, bound time.Duration) {
+// print prints the estimates, labelled for the second server's kind.
+func (e estimates) print(w io.Writer, second string, bound time.Duration) {
 	signed := func(us float64) string { return fmt.Sprintf("%+.2f", us/1000) }
 	b := float64(bound.Microseconds())
 	rows := []struct {
@@ -489,7 +517,11 @@ func (e estimates) print(w io.Writer, bound time.Duration) {
 		x       float64
 		ci      [2]float64
 		verdict bool
-	}{{"added", e.added, e.addedCI, true}, {"added by the control (A/A)", e.control, e.controlCI, false}, {"added, less the control", e.less, e.lessCI, true}}
+	}{{"added", e.added, e.addedCI, true}, {"added by the control (A/A)", e.second, e.secondCI, false}, {"added, less the control", e.est, e.estCI, true}}
+	if second == "swapped" {
+		rows[0].verdict = false // the order is in it: the mean is the estimate
+		rows[1].label, rows[2].label = "added on the swapped server", "added, mean of the two"
+	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "      %-28s %s", r.label, signed(r.x))
 		if !math.IsNaN(r.ci[0]) {

@@ -44,19 +44,29 @@ func TestPercentile(t *testing.T) {
 // shared by the round's four runs); the test server's two listeners 1 ms
 // slower than the control's (so that mixing the servers up shows), its auth
 // listener adding shift µs more, and the control's auth listener control µs.
+// With swapped, the second server is the test server's swapped twin: its
+// auth listener adds shift µs too, and on each server the listener first in
+// order (test's auth, swapped's open) order µs more.
 type synth struct {
 	rounds, first  int // how many, and the number of the first
 	shift, control int64
+	swapped        bool
+	order          int64
 	seed           uint64
 }
 
 func (sy synth) String() string {
 	rng := rand.New(rand.NewPCG(7, sy.seed))
 	var b strings.Builder
+	ls := []string{"test auth", "test open", "control auth", "control open"}
 	add := map[string]int64{"test auth": 1000 + sy.shift, "test open": 1000, "control auth": sy.control, "control open": 0}
+	if sy.swapped {
+		ls = []string{"test auth", "test open", "swapped auth", "swapped open"}
+		add = map[string]int64{"test auth": 1000 + sy.shift + sy.order, "test open": 1000, "swapped auth": sy.shift, "swapped open": sy.order}
+	}
 	for r := sy.first; r < sy.first+sy.rounds; r++ {
 		scale := 0.8 + 0.4*rng.Float64()
-		for _, l := range []string{"test auth", "test open", "control auth", "control open"} {
+		for _, l := range ls {
 			counts := map[int64]int64{}
 			for range 2000 {
 				counts[int64(scale*(5000+rng.ExpFloat64()*2000))+add[l]]++ // a p99 near 14 ms
@@ -92,8 +102,8 @@ func TestAnalyze(t *testing.T) {
 				assert.InDelta(t, s, e.added, 400, "%s: added %v", name, e.added)
 				assert.LessOrEqual(t, e.addedCI[0], s, name)
 				assert.GreaterOrEqual(t, e.addedCI[1], s, name)
-				assert.InDelta(t, c, e.control, 400, "%s: control %v", name, e.control)
-				assert.InDelta(t, s-c, e.less, 600, "%s: less the control %v", name, e.less)
+				assert.InDelta(t, c, e.second, 400, "%s: control %v", name, e.second)
+				assert.InDelta(t, s-c, e.est, 600, "%s: less the control %v", name, e.est)
 				assert.Equal(t, tc.verdict, verdict(e.addedCI, 1000), name)
 			}
 			for l := range listeners {
@@ -105,6 +115,32 @@ func TestAnalyze(t *testing.T) {
 			assert.Contains(t, out.String(), "order-statistic")
 		})
 	}
+}
+
+// TestAnalyzeSwapped: with a swapped twin for second server, an order that
+// favours each server's first listener by 1.5 ms shows in each server's own
+// difference (+1.8 ms on the test server, −1.2 ms on the twin) and cancels
+// in their mean, which finds the 0.3 ms the auth listener adds and meets
+// 1 ms; the report labels the rows for the twin.
+func TestAnalyzeSwapped(t *testing.T) {
+	sy := synth{rounds: 30, first: 1, shift: 300, swapped: true, order: 1500, seed: 3}
+	configs, err := parse(strings.NewReader(sy.String()))
+	require.NoError(t, err)
+	require.Len(t, configs, 1)
+	a := configs[0].analyze(99, 200)
+	for name, e := range map[string]estimates{"pooled": a.pooled, "per round": a.perRound} {
+		assert.InDelta(t, 1800, e.added, 400, "%s: added %v", name, e.added)
+		assert.InDelta(t, -1200, e.second, 400, "%s: on the twin %v", name, e.second)
+		assert.InDelta(t, 300, e.est, 300, "%s: mean %v", name, e.est)
+		assert.Equal(t, "met", verdict(e.estCI, 1000), "%s: %v", name, e.estCI)
+		assert.Equal(t, "NOT MET", verdict(e.addedCI, 1000), "%s: %v", name, e.addedCI)
+	}
+	var out bytes.Buffer
+	report(&out, configs[0], a, 99, time.Millisecond)
+	assert.Contains(t, out.String(), "added on the swapped server")
+	assert.Contains(t, out.String(), "added, mean of the two")
+	assert.Equal(t, 2, strings.Count(out.String(), "≤ 1 ms: met"), out.String()) // the mean's, per round and pooled; not the test server's alone
+	assert.NotContains(t, out.String(), "control")
 }
 
 // naiveP99 is listener l's p99 over every round of c, by wrk's rule, from
@@ -137,7 +173,7 @@ func TestAnalyzeTooFewRounds(t *testing.T) {
 	configs, err := parse(strings.NewReader(synth{rounds: minRounds - 1, first: 1}.String()))
 	require.NoError(t, err)
 	a := configs[0].analyze(99, 50)
-	for _, ci := range [][2]float64{a.pooled.addedCI, a.pooled.lessCI, a.perRound.addedCI, a.perRound.lessCI} {
+	for _, ci := range [][2]float64{a.pooled.addedCI, a.pooled.estCI, a.perRound.addedCI, a.perRound.estCI} {
 		assert.True(t, math.IsNaN(ci[0]) && math.IsNaN(ci[1]), "%v", ci)
 	}
 	var out bytes.Buffer
@@ -227,14 +263,15 @@ func TestOrderInterval(t *testing.T) {
 
 func TestParseRefuses(t *testing.T) {
 	for name, in := range map[string]string{
-		"no pairs":          "c test auth 1\n",
-		"odd pairs":         "c test auth 1 100 1 200\n",
-		"unknown listener":  "c test middle 1 100 1\n",
-		"round":             "c test auth x 100 1\n",
-		"not a number":      "c test auth 1 100 y\n",
-		"negative":          "c test auth 1 100 -1\n",
-		"not ascending":     "c test auth 1 200 1 100 1\n",
-		"listener repeated": "c test auth 1 100 1\nc test auth 1 100 1\n",
+		"no pairs":            "c test auth 1\n",
+		"odd pairs":           "c test auth 1 100 1 200\n",
+		"unknown listener":    "c test middle 1 100 1\n",
+		"round":               "c test auth x 100 1\n",
+		"not a number":        "c test auth 1 100 y\n",
+		"negative":            "c test auth 1 100 -1\n",
+		"not ascending":       "c test auth 1 200 1 100 1\n",
+		"listener repeated":   "c test auth 1 100 1\nc test auth 1 100 1\n",
+		"control and swapped": "c control auth 1 100 1\nc swapped open 1 100 1\n",
 	} {
 		_, err := parse(strings.NewReader(in))
 		assert.Error(t, err, name)
