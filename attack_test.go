@@ -1597,6 +1597,10 @@ func attackMatrix() []attackRow {
 				return a.do(http.MethodOptions, a.proxy.Resource(), http.Header{"Origin": {"http://evil.example"},
 					"Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"authorization"}}, "")
 			}, status: 403, code: accessDenied, challenge: "none"},
+		{name: "dns-rebinding/a preflight without Origin is no way past authentication",
+			act: func(a *attackEnv, _ *attackScene) *attackOutcome {
+				return a.do(http.MethodOptions, a.proxy.Resource(), http.Header{"Access-Control-Request-Method": {"POST"}}, "")
+			}, status: 401, code: invalidToken, challenge: "bare"},
 		{name: "dns-rebinding/Origin null", arrange: withTokens,
 			act: func(a *attackEnv, s *attackScene) *attackOutcome {
 				return a.mcpWith(http.Header{"Authorization": {"Bearer " + s.access}, "Origin": {"null"}})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -54,8 +55,10 @@ type middleware struct {
 // RequireToken returns middleware that authenticates every request with its
 // Authorization: Bearer token (RFC 6750 §2.1; the scheme is matched without
 // regard to case, and tokens in the query or the body are never read) and
-// puts the verified Claims in the request context. CORS preflight requests
-// (OPTIONS with Access-Control-Request-Method) pass through untouched.
+// puts the verified Claims in the request context. A CORS preflight
+// carries no token, so it is refused like any request without one and never
+// reaches next: put CORS middleware (Proxy.CheckOrigin, rs/cors) outside
+// RequireToken, where it answers preflights itself.
 //
 // Refusals: no token, 401 with a challenge carrying resource_metadata and
 // scope but no error (RFC 6750 §3.1); a malformed Authorization header, 400
@@ -97,10 +100,6 @@ type guarded struct {
 
 func (g *guarded) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := g.m
-	if isPreflight(r) {
-		g.next.ServeHTTP(w, r)
-		return
-	}
 	claims, err := m.authenticate(r)
 	if err != nil {
 		m.refuse(w, r, claims, err)
@@ -195,13 +194,22 @@ func (m *middleware) challenge(e *Error) string {
 }
 
 // scopeFor is the scope a client needs for step-up: the configured scopes
-// plus any the error names as missing (MCP 2025-11-25 "recommended approach").
+// plus those the error names (MCP 2025-11-25 "recommended approach"), each
+// once. A client asks for exactly the scope a challenge names, so leaving
+// out the configured ones would send it back and forth between two
+// refusals.
 func (m *middleware) scopeFor(e *Error) string {
 	var se *scopeNeed
-	if errors.As(e.Err, &se) {
-		return se.scope
+	if !errors.As(e.Err, &se) {
+		return m.scopeParam
 	}
-	return m.scopeParam
+	all := strings.Fields(m.scopeParam)
+	for _, s := range strings.Fields(se.scope) {
+		if !slices.Contains(all, s) {
+			all = append(all, s)
+		}
+	}
+	return strings.Join(all, " ")
 }
 
 // scopeNeed carries, inside an insufficient_scope error, the full scope a
@@ -319,8 +327,11 @@ func rejectAllBut(also string) (t [256]byte) {
 // claims hold at least one of groups (403 access_denied otherwise, with no
 // challenge: signing in again cannot help). It must run inside RequireToken
 // (or after NewContext); without claims it answers 401, so a forgotten
-// RequireToken never opens the door.
+// RequireToken never opens the door. It panics when given no group: a list
+// that came out empty (a configuration left blank) must not build a
+// middleware that admits nobody, or, for RequireAllGroups, everybody.
 func RequireGroups(groups ...string) func(http.Handler) http.Handler {
+	groups = nonEmpty("RequireGroups", groups)
 	return requireClaims(func(c *Claims) error {
 		if c.InGroup(groups...) {
 			return nil
@@ -331,12 +342,22 @@ func RequireGroups(groups ...string) func(http.Handler) http.Handler {
 
 // RequireAllGroups is RequireGroups requiring every one of groups.
 func RequireAllGroups(groups ...string) func(http.Handler) http.Handler {
+	groups = nonEmpty("RequireAllGroups", groups)
 	return requireClaims(func(c *Claims) error {
 		if c.InAllGroups(groups...) {
 			return nil
 		}
 		return groupError(groups)
 	})
+}
+
+// nonEmpty returns a copy of list (the caller's slice may change later), and
+// panics, naming fn, when it is empty.
+func nonEmpty(fn string, list []string) []string {
+	if len(list) == 0 {
+		panic("cognitomcp: " + fn + " with nothing to require")
+	}
+	return slices.Clone(list)
 }
 
 func groupError(groups []string) *Error {
@@ -348,9 +369,11 @@ func groupError(groups []string) *Error {
 // RequireScopes returns middleware that admits a request only when its
 // token carries every one of scopes. Otherwise it answers 403 with
 // WWW-Authenticate: Bearer error="insufficient_scope", scope="…" listing the
-// scopes the client should request to step up: those it holds that are still
-// needed plus the missing ones. Without claims it answers 401.
+// scopes the client should request to step up: RequireToken's (or the
+// proxy's) and these. Without claims it answers 401. It panics when given
+// no scope, as RequireGroups does.
 func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
+	scopes = nonEmpty("RequireScopes", scopes)
 	return requireClaims(func(c *Claims) error {
 		missing := missingScopes(c.Scopes, scopes)
 		if len(missing) == 0 {
@@ -367,10 +390,6 @@ func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 func requireClaims(check func(*Claims) error) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if isPreflight(r) {
-				next.ServeHTTP(w, r)
-				return
-			}
 			st := authFromContext(r.Context())
 			m := bareMiddleware
 			if st != nil && st.mw != nil {

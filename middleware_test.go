@@ -75,8 +75,8 @@ func TestRequireToken(t *testing.T) {
 			wantAuth: `Bearer error="invalid_token", error_description="invalid token", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_token"},
 		{name: "missing required scope", headers: bearer(noScope), wantStatus: 403,
 			wantAuth: `Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "insufficient_scope"},
-		{name: "CORS preflight passes untouched", method: http.MethodOptions,
-			headers: map[string][]string{"Access-Control-Request-Method": {"POST"}, "Origin": {"http://localhost:6274"}}, wantStatus: 200, wantAuth: "-", wantBody: "anonymous"},
+		{name: "CORS preflight is refused like any request without a token", method: http.MethodOptions,
+			headers: map[string][]string{"Access-Control-Request-Method": {"POST"}, "Origin": {"http://localhost:6274"}}, wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
 		{name: "OPTIONS that is no preflight", method: http.MethodOptions, wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
 	}
 	for _, tc := range tests {
@@ -149,6 +149,7 @@ func TestRequireGroupsAndScopes(t *testing.T) {
 	alice := f.accessToken(nil)
 	bob := f.accessToken(func(o *cognitotest.TokenOptions) { o.Username = "bob" })
 	tokenMW := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: f.access, ResourceMetadataURL: testPRM})
+	scopedMW := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: f.access, ResourceMetadataURL: testPRM, Scopes: []string{"openid", "email"}})
 	tests := []struct {
 		name       string
 		handler    http.Handler
@@ -166,6 +167,10 @@ func TestRequireGroupsAndScopes(t *testing.T) {
 		{"scopes held", tokenMW(cognitomcp.RequireScopes("openid", "email")(echoClaims)), alice, 200, "", ""},
 		{"scope missing: step-up challenge", tokenMW(cognitomcp.RequireScopes("openid", "mcp/admin")(echoClaims)), alice, 403,
 			`Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid mcp/admin"`, "insufficient_scope"},
+		// The client asks for exactly the scope named: without RequireToken's
+		// own, its new token would be refused by RequireToken in turn.
+		{"scope missing behind RequireToken's scopes: step-up keeps them", scopedMW(cognitomcp.RequireScopes("mcp/admin", "email")(echoClaims)), alice, 403,
+			`Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid email mcp/admin"`, "insufficient_scope"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,6 +188,52 @@ func TestRequireGroupsAndScopes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPreflightNeverReachesTheHandler: a CORS preflight carries no token;
+// RequireToken and the authorization middleware refuse it like any request
+// without one, and the handler behind them never runs (an OPTIONS with
+// Access-Control-Request-Method is anyone's to send).
+func TestPreflightNeverReachesTheHandler(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	tokenMW := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: f.access, ResourceMetadataURL: testPRM})
+	reached := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("the protected handler ran") })
+	for name, h := range map[string]http.Handler{
+		"RequireToken":                tokenMW(reached),
+		"RequireToken, RequireGroups": tokenMW(cognitomcp.RequireGroups("admin")(reached)),
+		"RequireGroups alone":         cognitomcp.RequireGroups("admin")(reached),
+		"RequireAllGroups alone":      cognitomcp.RequireAllGroups("admin")(reached),
+		"RequireScopes alone":         cognitomcp.RequireScopes("openid")(reached),
+	} {
+		req := httptest.NewRequest(http.MethodOptions, "/mcp", nil)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Origin", "http://localhost:6274")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusUnauthorized, rec.Code, name)
+		assert.True(t, strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer"), name)
+	}
+}
+
+// TestRequireNothingPanics: an authorization middleware built from an empty
+// list (a configuration left blank) would admit nobody or everybody; it
+// panics at construction instead. The list is copied: changing the caller's
+// slice afterwards changes nothing.
+func TestRequireNothingPanics(t *testing.T) {
+	assert.PanicsWithValue(t, "cognitomcp: RequireGroups with nothing to require", func() { cognitomcp.RequireGroups() })
+	assert.PanicsWithValue(t, "cognitomcp: RequireAllGroups with nothing to require", func() { cognitomcp.RequireAllGroups([]string{}...) })
+	assert.PanicsWithValue(t, "cognitomcp: RequireScopes with nothing to require", func() { cognitomcp.RequireScopes() })
+
+	f := newVerifierFixture(t, 0)
+	alice := f.accessToken(nil) // in admin and staff
+	groups := []string{"root"}
+	h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: f.access})(cognitomcp.RequireAllGroups(groups...)(echoClaims))
+	groups[0] = "admin"
+	req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusForbidden, rec.Code)
 }
 
 func TestRequireTokenErrorHandler(t *testing.T) {

@@ -342,7 +342,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 	c := claimsFromWire(&wire, client, payload)
 	if missing := missingScopes(c.Scopes, v.scopes); len(missing) > 0 {
 		return nil, &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
-			Description: "the token lacks a required scope", Err: ErrInsufficientScope}
+			Description: "the token lacks a required scope",
+			Err:         fmt.Errorf("%w: %w", ErrInsufficientScope, &scopeNeed{scope: strings.Join(v.scopes, " ")})}
 	}
 	return c, nil
 }

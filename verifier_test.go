@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -329,6 +330,17 @@ func TestVerifierRequiredScopes(t *testing.T) {
 	c, err := v.Verify(t.Context(), f.accessToken(func(o *cognitotest.TokenOptions) { o.Scopes = []string{"openid", "mcp/tools"} }))
 	require.NoError(t, err)
 	assert.True(t, c.HasScope("mcp/tools"))
+
+	// Behind RequireToken, the refusal names the scope to ask for, with the
+	// middleware's own.
+	h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v, ResourceMetadataURL: testPRM, Scopes: []string{"openid"}})(echoClaims)
+	req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+f.accessToken(nil))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusForbidden, rec.Code)
+	assert.Equal(t, `Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="`+testPRM+`", scope="openid mcp/tools"`,
+		rec.Header().Get("WWW-Authenticate"))
 }
 
 func TestVerifierKeyRotation(t *testing.T) {
