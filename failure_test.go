@@ -467,22 +467,31 @@ func TestFailureStoreWriteDuringRotation(t *testing.T) {
 // TestFailureStoreDeleteAtRevoke: a refresh token's revocation that the
 // store could not record answers 503 temporarily_unavailable with
 // Retry-After (RFC 7009 §2.2.1), not 200: the client tries again, and the
-// second time the family is gone.
+// second time the family is gone. Meanwhile this replica refuses the
+// family's tokens, past the cache's revocation interval too, although the
+// store still has the grant.
 func TestFailureStoreDeleteAtRevoke(t *testing.T) {
 	store := &failureStore{MemoryStore: cognitomcp.NewMemoryStore()}
 	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
 	c := f.register(loopbackRedirect)
-	_, rt := c.login()
+	access, rt := c.login()
+	resp, _ := f.mcp(access)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	store.failWrites("grant")
 	status, header := c.revoke(url.Values{"token": {rt}})
 	assert.Equal(t, http.StatusServiceUnavailable, status, "a revocation not recorded must not answer 200")
 	assert.Equal(t, "5", header.Get("Retry-After"))
+	f.clock.Advance(time.Minute) // past RevocationCheckInterval: no cache entry is left
+	resp, _ = f.mcp(access)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the access token of a grant revoked here")
+	status, out := failureRefresh(c, rt)
+	assert.Equal(t, http.StatusUnauthorized, status, "the refresh token of a grant revoked here: %v", out)
 
 	store.failWrites("")
 	status, _ = c.revoke(url.Values{"token": {rt}})
 	require.Equal(t, http.StatusOK, status)
-	status, out := failureRefresh(c, rt)
+	status, out = failureRefresh(c, rt)
 	assert.Equal(t, http.StatusUnauthorized, status, "the family is revoked: %v", out)
 	assert.Equal(t, "invalid_grant", out["error"])
 	assert.Contains(t, f.logs.String(), "cognitomcp: revoke grant", "the operator is told")

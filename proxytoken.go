@@ -34,6 +34,9 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 	if err := p.checkProxyClaims(&tc, now); err != nil {
 		return nil, err
 	}
+	if p.revokedHere.has(tc.GrantID, now) { // even if the store still has the grant
+		return nil, tokenError(fmt.Errorf("%w: grant revoked", ErrTokenRevoked), "token revoked")
+	}
 	g, err := p.liveGrant(ctx, &tc, now)
 	if err != nil {
 		return nil, err
@@ -75,8 +78,9 @@ func (p *Proxy) cachedToken(raw string, now time.Time) (*Claims, bool) {
 // revokedGrants remembers the grants this replica revoked, for one
 // RevocationCheckInterval: long enough for every cache entry made before
 // the revocation to expire, so those tokens stop here at once rather than
-// within the interval. It holds at most maxRevokedHere grants; past that
-// the interval bound still holds.
+// within the interval; a grant the store could not delete, until it
+// expires, so that its tokens stop at least here. It holds at most
+// maxRevokedHere grants; past that the interval bound still holds.
 type revokedGrants struct {
 	n  atomic.Int32 // len(m), read without the lock on the hot path
 	mu sync.Mutex

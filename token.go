@@ -280,6 +280,8 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 		return nil, badGrant("refresh token of another client")
 	case !now.Before(g.ExpiresAt):
 		return nil, badGrant("refresh token expired")
+	case p.revokedHere.has(g.ID, now): // the store could not delete it
+		return nil, badGrant("grant revoked")
 	case gen == g.Generation-1 && now.Sub(g.RotatedAt) <= p.grace:
 		p.logger.Info("cognitomcp: duplicate refresh within the grace period; same answer", "mcp_client", g.ClientID)
 		return p.tokensFor(&g, g.Generation, g.RotatedAt, g.RotatedScopes)
@@ -416,15 +418,20 @@ func (p *Proxy) withGrantLock(ctx context.Context, gid string, fn func() error) 
 // this replica and within RevocationCheckInterval on the others, and
 // Cognito's refresh token is revoked upstream. The caller holds the
 // grant's lock. The error is the store's, when the grant could not be
-// deleted: this replica refuses its tokens all the same, and Cognito's
-// refresh token is revoked all the same.
+// deleted: this replica refuses its tokens all the same until the grant
+// expires (the others, which still find it, until a revocation succeeds),
+// and Cognito's refresh token is revoked all the same.
 func (p *Proxy) revokeGrant(ctx context.Context, g *grantRecord, reason string) error {
 	err := p.del(ctx, storeKey(kindGrant, g.ID))
+	now := p.now()
+	until := now.Add(p.revocationCheck + proxyTokenSkew)
 	if err != nil {
 		p.logger.Error("cognitomcp: revoke grant", "reason", err.Error())
+		if g.ExpiresAt.After(until) {
+			until = g.ExpiresAt
+		}
 	}
-	now := p.now()
-	p.revokedHere.add(g.ID, now.Add(p.revocationCheck+proxyTokenSkew), now)
+	p.revokedHere.add(g.ID, until, now)
 	p.logger.Warn("cognitomcp: grant revoked", "why", reason, "sub", g.User.Subject, "mcp_client", g.ClientID)
 	if g.Upstream.RefreshToken != "" {
 		if err := p.revokeUpstream(ctx, g.Upstream.RefreshToken); err != nil {
