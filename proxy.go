@@ -71,7 +71,9 @@ type ProxyConfig struct {
 
 	// BaseURL is the public URL of this server, and the proxy's issuer:
 	// "https://mcp.example.com" or "https://example.com/tools". https, or
-	// http on loopback. Required.
+	// http on loopback. Required. It is used in its canonical form, the one
+	// clients compute (a URL parser's): scheme and host in lower case, no
+	// default port, no trailing slash.
 	BaseURL string
 	// MCPPath is the MCP endpoint's path under BaseURL. Default "/mcp".
 	// The protected resource is BaseURL+MCPPath, byte for byte.
@@ -246,8 +248,12 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	default:
 		return fmt.Errorf("cognitomcp: ProxyConfig.BaseURL: %q must be https (http only on loopback)", cfg.BaseURL)
 	}
-	p.issuer = strings.TrimSuffix(cfg.BaseURL, "/")
+	// The canonical form: clients send resource=new URL(prm.resource).href,
+	// which lowercases the host and drops a default port.
+	host := strings.ToLower(base.Host)
+	host = strings.TrimSuffix(host, map[string]string{"https": ":443", "http": ":80"}[base.Scheme])
 	p.basePath = strings.TrimSuffix(base.EscapedPath(), "/")
+	p.issuer = base.Scheme + "://" + host + p.basePath
 	mcpPath := orDefault(cfg.MCPPath, "/mcp")
 	callback := orDefault(cfg.CallbackPath, "/auth/callback")
 	for field, v := range map[string]string{"MCPPath": mcpPath, "CallbackPath": callback} {
@@ -257,9 +263,9 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	}
 	p.resource = p.issuer + mcpPath
 	p.mcpPath = p.basePath + mcpPath
-	p.prmURL = base.Scheme + "://" + base.Host + "/.well-known/oauth-protected-resource" + p.mcpPath
+	p.prmURL = base.Scheme + "://" + host + "/.well-known/oauth-protected-resource" + p.mcpPath
 	p.callbackURL = p.issuer + callback
-	p.serviceName = orDefault(cfg.ServiceName, base.Host)
+	p.serviceName = orDefault(cfg.ServiceName, host)
 	p.scopes = cfg.Scopes
 	if len(p.scopes) == 0 {
 		p.scopes = []string{"openid", "email", "profile"}
@@ -271,7 +277,7 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	}
 	p.origins = cfg.AllowedOrigins
 	if len(p.origins) == 0 {
-		p.origins = []string{base.Scheme + "://" + base.Host}
+		p.origins = []string{base.Scheme + "://" + host}
 	}
 	if cfg.Consent < ConsentAlways || cfg.Consent > ConsentOff {
 		return fmt.Errorf("cognitomcp: ProxyConfig.Consent: unknown mode %d", cfg.Consent)

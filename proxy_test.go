@@ -473,6 +473,27 @@ func (s swapTokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// TestProxyBaseURLCanonical: the proxy uses BaseURL in the form clients
+// compute (new URL(prm.resource).href): lower-case scheme and host, no
+// default port, no trailing slash; with "HTTP://…/" a client signs in and
+// calls the MCP endpoint, and "https://MCP.Example.com:443/" gives
+// https://mcp.example.com/mcp.
+func TestProxyBaseURLCanonical(t *testing.T) {
+	var base string
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+		base = cfg.BaseURL
+		cfg.BaseURL = strings.Replace(cfg.BaseURL, "http://", "HTTP://", 1) + "/"
+	})
+	assert.Equal(t, base+"/mcp", f.proxy.Resource())
+	c := f.register(loopbackRedirect)
+	access, _ := c.login()
+	resp, _ := f.mcp(access)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	g := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.BaseURL = "https://MCP.Example.com:443/" })
+	assert.Equal(t, "https://mcp.example.com/mcp", g.proxy.Resource())
+}
+
 func TestProxyMetadata(t *testing.T) {
 	f := newProxyFixture(t, nil)
 	get := func(path string) (*http.Response, map[string]any) {
