@@ -59,7 +59,7 @@ func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.logger.Info("cognitomcp: authorization started", "mcp_client", client.ID, "redirect_host", hostOf(redirect))
-	if p.consentNeeded(r, txn.PromptConsentSeen, client, redirect) {
+	if p.consentNeeded(r, txn) {
 		http.Redirect(w, r, p.issuer+"/consent?txn="+url.QueryEscape(txnID), http.StatusFound)
 		return
 	}

@@ -159,7 +159,7 @@ func (p *Proxy) answerConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	p.logger.Info("cognitomcp: consent given", "mcp_client", txn.ClientID, "redirect_host", hostOf(txn.RedirectURI))
 	if p.consent == ConsentRemember {
-		p.remember(w, r, rememberKey(txn.ClientID, txn.RedirectURI))
+		p.remember(w, r, rememberKey(&txn))
 	}
 	p.redirectUpstream(w, r, txnID, &txn)
 }
@@ -194,7 +194,7 @@ func (p *Proxy) checkCSRF(r *http.Request, txnID, csrf string) *Error {
 // consentNeeded says whether to show the consent page; promptConsent is
 // whether the authorization request, in its query or its POST body, said
 // prompt=consent.
-func (p *Proxy) consentNeeded(r *http.Request, promptConsent bool, client *clientRecord, redirect string) bool {
+func (p *Proxy) consentNeeded(r *http.Request, txn *transaction) bool {
 	switch p.consent {
 	case ConsentOff:
 		return false
@@ -205,14 +205,18 @@ func (p *Proxy) consentNeeded(r *http.Request, promptConsent bool, client *clien
 		if site != "none" && site != "same-origin" {
 			return true
 		}
-		return promptConsent || !slices.Contains(p.remembered(r), rememberKey(client.ID, redirect))
+		return txn.PromptConsentSeen || !slices.Contains(p.remembered(r), rememberKey(txn))
 	}
 	return true
 }
 
-// rememberKey names an approval of a client for a redirect URI.
-func rememberKey(clientID, redirect string) string {
-	return hashKey("consent", clientID, redirect)[:16]
+// rememberKey names an approval of a client for a redirect URI and a set of
+// scopes: a client approved for some scopes that asks for others is shown
+// the page again.
+func rememberKey(txn *transaction) string {
+	scopes := slices.Clone(txn.Scopes)
+	slices.Sort(scopes)
+	return hashKey("consent", txn.ClientID, txn.RedirectURI, strings.Join(slices.Compact(scopes), " "))[:16]
 }
 
 // remembered returns the approvals in this browser's signed consent cookie.

@@ -25,8 +25,10 @@ const (
 	// ConsentAlways shows the consent page on every authorization. Default.
 	ConsentAlways ConsentMode = iota
 	// ConsentRemember skips the page for a client this browser approved
-	// before (a signed cookie, honoured only on same-origin navigations as
-	// Sec-Fetch-Site tells).
+	// before for the same redirect URI and scopes (a signed cookie, honoured
+	// only on navigations the user started, as Sec-Fetch-Site tells: typed
+	// or opened by an application, "none", or from this site; never one
+	// another site pushed).
 	ConsentRemember
 	// ConsentOff never shows it. Any registered client can then obtain a
 	// token for a user who has a Cognito session, with no click: use it only
@@ -140,8 +142,11 @@ type ProxyConfig struct {
 	// of r.RemoteAddr. Behind a reverse proxy, return the address it reports.
 	ClientIP func(r *http.Request) string
 
-	// HTTPClient talks to Cognito and fetches client metadata documents.
-	// Default: a client with a 10 s timeout.
+	// HTTPClient talks to Cognito. Default: a client with a 10 s timeout.
+	// Client metadata documents are fetched with a client of the proxy's
+	// own, which takes only this one's root CAs: it pins each resolved
+	// address against private networks, so no proxy or transport of yours
+	// is used for them.
 	HTTPClient *http.Client
 	// Logger receives the proxy's logs; never a token or secret. Default slog.Default().
 	Logger *slog.Logger

@@ -25,7 +25,6 @@ const (
 	kindGrant   = "grant"
 	kindRevoked = "revoked"
 	kindLock    = "lock"
-	kindConsent = "consent"
 )
 
 // storeKey is the store key of a record: its kind and the hash of its id.
@@ -67,7 +66,6 @@ type transaction struct {
 	Resource          string    `json:"resource"`
 	UpstreamVerifier  string    `json:"upstream_verifier"`
 	UpstreamNonce     string    `json:"upstream_nonce"`
-	Consented         bool      `json:"consented,omitempty"`
 	CreatedAt         time.Time `json:"created_at"`
 	PromptConsentSeen bool      `json:"prompt_consent,omitempty"`
 }
