@@ -11,14 +11,17 @@ package cognitomcp_test
 // (store_proxy_test.go).
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -495,4 +498,63 @@ func TestFailureStoreDeleteAtRevoke(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, status, "the family is revoked: %v", out)
 	assert.Equal(t, "invalid_grant", out["error"])
 	assert.Contains(t, f.logs.String(), "cognitomcp: revoke grant", "the operator is told")
+}
+
+// cancelAfterToken is a transport to Cognito that, once armed, lets
+// Cognito's token endpoint answer, reads the answer whole, and then cancels
+// the context of the client's request: a client that goes away at that
+// moment.
+type cancelAfterToken struct {
+	base   http.RoundTripper
+	cancel atomic.Pointer[context.CancelFunc]
+}
+
+func (c *cancelAfterToken) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(r)
+	if err != nil || !strings.HasSuffix(r.URL.Path, "/oauth2/token") {
+		return resp, err
+	}
+	cancel := c.cancel.Swap(nil)
+	if cancel == nil {
+		return resp, nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	(*cancel)()
+	return resp, nil
+}
+
+// TestFailureClientGoneDuringCognitoRefresh: with refresh token rotation at
+// Cognito, a client that goes away while Cognito answers a refresh does not
+// lose the rotated refresh token (Cognito no longer takes the old one): the
+// grant is stored all the same, the client's retry gets the same answer,
+// and the next refresh at Cognito works.
+func TestFailureClientGoneDuringCognitoRefresh(t *testing.T) {
+	tr := &cancelAfterToken{}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+		tr.base = cfg.HTTPClient.Transport
+		cfg.HTTPClient = &http.Client{Transport: tr, Timeout: cfg.HTTPClient.Timeout}
+	})
+	f.pool.SetRefreshTokenRotation(true)
+	c := f.register(loopbackRedirect)
+	_, rt := c.login()
+	f.clock.Advance(time.Hour + time.Minute) // Cognito's access token expired: the refresh goes upstream
+
+	ctx, cancel := context.WithCancel(t.Context())
+	tr.cancel.Store(&cancel)
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {c.id}}
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, f.srv.URL+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	f.proxy.ServeHTTP(httptest.NewRecorder(), req)
+	require.Error(t, ctx.Err(), "the client went away while Cognito answered")
+
+	status, out := failureRefresh(c, rt) // the retry, within the grace period
+	require.Equal(t, http.StatusOK, status, "the sign-in survives: %v", out)
+	f.clock.Advance(time.Hour + time.Minute)
+	status, out = failureRefresh(c, out["refresh_token"].(string))
+	assert.Equal(t, http.StatusOK, status, "Cognito's rotated refresh token was kept: %v", out)
 }

@@ -268,6 +268,10 @@ func (p *Proxy) refresh(ctx context.Context, client *clientRecord, form url.Valu
 }
 
 func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form url.Values, gid string, gen int, mac []byte) (*tokenResponse, *Error) {
+	// Once the lock is held the work is finished even if the client goes
+	// away: Cognito may have rotated its refresh token, and a grant not
+	// stored would keep the old one, which Cognito no longer takes.
+	ctx = context.WithoutCancel(ctx)
 	var g grantRecord
 	if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
 		return nil, grantLoadError(err)
