@@ -116,7 +116,7 @@ func (p *Proxy) showConsent(w http.ResponseWriter, r *http.Request) {
 		Loopback: u != nil && isLoopbackHost(u.Hostname()), CustomScheme: u != nil && u.Scheme != "http" && u.Scheme != "https",
 		TxnID: txnID, CSRF: csrf, Action: p.basePath + "/consent",
 	}
-	p.render(w, http.StatusOK, "consent.html", &page, p.upstream.Endpoint.AuthURL, txn.RedirectURI)
+	p.render(w, http.StatusOK, "consent.html", &page)
 }
 
 // loadTransaction reads a pending transaction, or returns the page error.
@@ -286,9 +286,13 @@ func (p *Proxy) errorPage(w http.ResponseWriter, r *http.Request, e *Error) {
 }
 
 // render writes a page with headers that forbid framing, scripts and
-// foreign resources. formTargets are the places a form on the page may lead
-// to, redirects included (CSP form-action).
-func (p *Proxy) render(w http.ResponseWriter, status int, name string, data any, formTargets ...string) {
+// foreign resources. The CSP has no form-action: Chromium checks it against
+// every redirect that follows a form's submission, and the consent form's
+// ends wherever the client's redirect URI sends the browser next (claude.ai's
+// callback sends it on to claude://), which no list here can know; the form
+// posts to this page's own path, and default-src 'none' allows no script
+// that could change that.
+func (p *Proxy) render(w http.ResponseWriter, status int, name string, data any) {
 	nonce := randomToken(16)
 	switch d := data.(type) {
 	case *consentPage:
@@ -302,30 +306,13 @@ func (p *Proxy) render(w http.ResponseWriter, status int, name string, data any,
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	action := "'self'"
-	for _, t := range formTargets {
-		action += " " + cspSource(t)
-	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; form-action "+action+"; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; frame-ancestors 'none'; base-uri 'none'")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
-}
-
-// cspSource is the CSP source expression for a URL: its origin, or its
-// scheme for a custom-scheme redirect URI.
-func cspSource(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return u.Scheme + ":"
-	}
-	return u.Scheme + "://" + u.Host
 }

@@ -35,7 +35,8 @@ const artifacts = "testdata/artifacts"
 
 // TestConsentPageInBrowser drives the consent page and the fake Cognito's
 // sign-in form in headless Chromium: what the page shows, Allow, Deny,
-// and the whole flow with JavaScript disabled.
+// the whole flow with JavaScript disabled, and Allow with a Cognito session
+// to a redirect URI that redirects on.
 func TestConsentPageInBrowser(t *testing.T) {
 	browser := startChromium(t)
 	f := newBrowserFixture(t)
@@ -94,6 +95,33 @@ func TestConsentPageInBrowser(t *testing.T) {
 		require.NotEmpty(t, got.Get("code"), got)
 		assert.Equal(t, "client callback", title(t, tab), "JavaScript was disabled all along")
 
+		claims := f.redeem(t, c, flow, got.Get("code"))
+		assert.Equal(t, "alice", claims["username"])
+	})
+
+	// With a Cognito session, Allow sets off a chain of redirects that ends
+	// wherever the client's redirect URI sends the browser next (claude.ai's
+	// callback sends it on to claude://). Chromium checks a form's CSP
+	// form-action against every hop of that chain, so a consent page that
+	// lists only the places it knows of strands the user at the last hop.
+	t.Run("approve with a Cognito session, to a redirect URI that redirects on", func(t *testing.T) {
+		f.pool.SetAutoLogin("alice")
+		t.Cleanup(func() { f.pool.SetAutoLogin("") })
+		onward := newCallbackServer(t)
+		onward.url = strings.Replace(onward.url, "127.0.0.1", "localhost", 1) // another origin than every other hop
+		hop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, onward.url+"?"+r.URL.RawQuery, http.StatusFound)
+		}))
+		t.Cleanup(hop.Close)
+		c := f.registerRedirect(t, "Hosted Client", hop.URL+"/callback", onward)
+		flow := f.authorize(t, c)
+
+		tab := newTab(t, browser, false)
+		navigate(t, tab, flow.url)
+		run(t, tab, chromedp.Click(chromedp.ID("approve")))
+		got := c.callback.wait(t)
+		assert.Equal(t, flow.state, got.Get("state"))
+		require.NotEmpty(t, got.Get("code"), got)
 		claims := f.redeem(t, c, flow, got.Get("code"))
 		assert.Equal(t, "alice", claims["username"])
 	})
@@ -179,18 +207,26 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 }
 
 // browserClient is an MCP client registered with the proxy whose redirect
-// URI is a loopback server of the test.
+// URI is a loopback server of the test (callback, or one that redirects
+// there).
 type browserClient struct {
-	name, id string
-	callback *callbackServer
+	name, id, redirect string
+	callback           *callbackServer
 }
 
 // register registers a client named name with a fresh callback server.
 func (f *browserFixture) register(t *testing.T, name string) *browserClient {
 	t.Helper()
 	cb := newCallbackServer(t)
+	return f.registerRedirect(t, name, cb.url, cb)
+}
+
+// registerRedirect registers a client named name whose redirect URI is
+// redirect, which leads to cb.
+func (f *browserFixture) registerRedirect(t *testing.T, name, redirect string, cb *callbackServer) *browserClient {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{
-		"client_name": name, "redirect_uris": []string{cb.url}, "token_endpoint_auth_method": "none",
+		"client_name": name, "redirect_uris": []string{redirect}, "token_endpoint_auth_method": "none",
 		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
 	})
 	resp, err := httpClient.Post(f.srv.URL+"/register", "application/json", bytes.NewReader(body))
@@ -201,7 +237,7 @@ func (f *browserFixture) register(t *testing.T, name string) *browserClient {
 		ClientID string `json:"client_id"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&reg))
-	return &browserClient{name: name, id: reg.ClientID, callback: cb}
+	return &browserClient{name: name, id: reg.ClientID, redirect: redirect, callback: cb}
 }
 
 // authFlow is one authorization request with its PKCE verifier and state.
@@ -215,7 +251,7 @@ func (f *browserFixture) authorize(t *testing.T, c *browserClient) *authFlow {
 	t.Helper()
 	fl := &authFlow{verifier: rand.Text() + rand.Text(), state: rand.Text()}
 	sum := sha256.Sum256([]byte(fl.verifier))
-	q := url.Values{"response_type": {"code"}, "client_id": {c.id}, "redirect_uri": {c.callback.url},
+	q := url.Values{"response_type": {"code"}, "client_id": {c.id}, "redirect_uri": {c.redirect},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 		"state": {fl.state}, "scope": {"openid email profile"}, "resource": {f.proxy.Resource()}}
 	fl.url = f.srv.URL + "/authorize?" + q.Encode()
@@ -227,7 +263,7 @@ func (f *browserFixture) authorize(t *testing.T, c *browserClient) *authFlow {
 func (f *browserFixture) redeem(t *testing.T, c *browserClient, fl *authFlow, code string) map[string]any {
 	t.Helper()
 	resp, err := httpClient.PostForm(f.srv.URL+"/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"code_verifier": {fl.verifier}, "redirect_uri": {c.callback.url}, "client_id": {c.id}, "resource": {f.proxy.Resource()}})
+		"code_verifier": {fl.verifier}, "redirect_uri": {c.redirect}, "client_id": {c.id}, "resource": {f.proxy.Resource()}})
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var tok struct {
