@@ -144,26 +144,36 @@ func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect stri
 	}, nil
 }
 
-// grantableScopes parses a requested scope: every one must be allowed for
-// the client; none means the client's registered scopes. offline_access is
+// grantableScopes parses a requested scope: every one must be one of the
+// proxy's scopes (as they are now); none means the client's registered
+// scopes that the proxy still offers, or all it offers. offline_access is
 // dropped: the proxy always issues refresh tokens.
+//
+// The scopes a client registered are not a limit: anyone may register a
+// client with every scope, so the limit would protect nothing, and it would
+// strand the clients registered before a scope was added to ProxyConfig
+// (they never register again) or asked for in a step-up challenge
+// (RequireScopes).
 func (p *Proxy) grantableScopes(requested string, client *clientRecord) ([]string, *Error) {
-	allowed := client.Scopes
-	if len(allowed) == 0 {
-		allowed = p.scopes
-	}
 	var scopes []string
 	for _, s := range strings.Fields(requested) {
 		if s == "offline_access" || slices.Contains(scopes, s) {
 			continue
 		}
-		if !slices.Contains(allowed, s) || !slices.Contains(p.scopes, s) {
+		if !slices.Contains(p.scopes, s) {
 			return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "a requested scope is not available", nil)
 		}
 		scopes = append(scopes, s)
 	}
 	if len(scopes) == 0 {
-		scopes = slices.Clone(allowed)
+		for _, s := range client.Scopes {
+			if slices.Contains(p.scopes, s) {
+				scopes = append(scopes, s)
+			}
+		}
+	}
+	if len(scopes) == 0 {
+		scopes = slices.Clone(p.scopes)
 	}
 	return scopes, nil
 }

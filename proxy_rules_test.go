@@ -453,3 +453,35 @@ func TestProxyUnredeemedGrantLivesAsLongAsItsCode(t *testing.T) {
 	require.Len(t, ttls, 2)
 	assert.Equal(t, 30*24*time.Hour, ttls[1], "redeemed, the grant lives as long as the sign-in")
 }
+
+// TestProxyScopesFollowTheConfig: the scopes a client registered (all the
+// proxy offered then, when it named none) do not bind it. After a scope is
+// added to ProxyConfig.Scopes, the client may ask for it (it never
+// registers again); with no scope asked, it gets the registered ones the
+// proxy still offers; a scope the proxy never offered stays refused.
+func TestProxyScopesFollowTheConfig(t *testing.T) {
+	store := cognitomcp.NewMemoryStore()
+	clock := newTestClock()
+	pool := newTestPool(t, clock)
+	before := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Store, cfg.Scopes = store, []string{"openid", "email", "profile"}
+	})
+	registered := before.register(loopbackRedirect)
+	after := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Store, cfg.Scopes = store, []string{"openid", "email", "mcp-api/tools"}
+	})
+	c := after.newClient(registered.id, registered.redirect)
+
+	resp, _ := c.get(c.authorizeURL(func(q url.Values) { q.Set("scope", "openid mcp-api/tools") }))
+	assert.Equal(t, "/consent", location(t, resp).Path, "a scope added to the configuration since the client registered")
+
+	resp, _ = c.get(c.authorizeURL(func(q url.Values) { q.Del("scope") }))
+	require.Equal(t, "/consent", location(t, resp).Path)
+	_, page := c.get(location(t, resp).String())
+	assert.Contains(t, page, "<code>openid</code>")
+	assert.Contains(t, page, "<code>email</code>")
+	assert.NotContains(t, page, "<code>profile</code>", "a scope no longer offered is not asked of the user or of Cognito")
+
+	resp, _ = c.get(c.authorizeURL(func(q url.Values) { q.Set("scope", "openid admin:all") }))
+	assert.Equal(t, "invalid_scope", location(t, resp).Query().Get("error"), "a scope the proxy does not offer")
+}
