@@ -3,11 +3,13 @@ module github.com/cognitomcp/cognitomcp
 go 1.26.0
 
 require (
+	github.com/allegro/bigcache/v3 v3.1.0
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/coreos/go-oidc/v3 v3.21.0
 	github.com/dgraph-io/ristretto v0.1.1
 	github.com/eko/gocache/lib/v4 v4.2.3
+	github.com/eko/gocache/store/bigcache/v4 v4.2.3
 	github.com/eko/gocache/store/go_cache/v4 v4.2.3
 	github.com/eko/gocache/store/redis/v4 v4.2.3
 	github.com/eko/gocache/store/ristretto/v4 v4.2.2

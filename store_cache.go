@@ -24,7 +24,16 @@ type CacheStoreOptions struct {
 	// Prefix is prepended to every key, so that the proxy's keys cannot
 	// collide with others in a shared store. Default "cognitomcp:".
 	Prefix string
+	// IsNotFound reports whether an error of the store's Get or Delete
+	// means that the key is absent, for a store that does not return
+	// gocache's store.NotFound then. Default: for gocache's bigcache store,
+	// bigcache's ErrEntryNotFound, which it returns as is.
+	IsNotFound func(error) bool
 }
+
+// bigcacheNotFound recognises bigcache's ErrEntryNotFound by its text, so
+// that the package does not depend on bigcache.
+func bigcacheNotFound(err error) bool { return err.Error() == "Entry not found" }
 
 // CacheStore is a Store over any gocache store (github.com/eko/gocache):
 // go_cache, ristretto, memcache, bigcache, redis and others.
@@ -35,7 +44,9 @@ type CacheStoreOptions struct {
 // do no harm); stores the expiry beside the value and checks it on every
 // read, so TTLs hold even over a store that ignores them (bigcache); accepts
 // []byte or string from Get and treats anything else as an error; maps
-// gocache's store.NotFound to ErrNotFound; withholds any backend error text
+// gocache's store.NotFound to ErrNotFound, and bigcache's own miss error,
+// which gocache's bigcache store returns unwrapped (or whatever
+// CacheStoreOptions.IsNotFound recognises); withholds any backend error text
 // that contains the value (ristretto puts the value in its error); and never
 // calls Clear or Invalidate (the redis store's Clear runs FLUSHALL).
 //
@@ -45,10 +56,11 @@ type CacheStoreOptions struct {
 // tokens, refresh tokens) unless told otherwise. For Redis use RedisStore,
 // whose Take is atomic.
 type CacheStore struct {
-	s      store.StoreInterface
-	prefix string
-	kind   string           // store.GetType(), fixed at construction
-	now    func() time.Time // tests replace it
+	s        store.StoreInterface
+	prefix   string
+	kind     string           // store.GetType(), fixed at construction
+	notFound func(error) bool // CacheStoreOptions.IsNotFound, or nil
+	now      func() time.Time // tests replace it
 }
 
 var _ Store = (*CacheStore)(nil)
@@ -61,7 +73,11 @@ func NewCacheStore(s store.StoreInterface, opts CacheStoreOptions) *CacheStore {
 	if opts.Prefix == "" {
 		opts.Prefix = defaultStorePrefix
 	}
-	return &CacheStore{s: s, prefix: opts.Prefix, kind: s.GetType(), now: time.Now}
+	c := &CacheStore{s: s, prefix: opts.Prefix, kind: s.GetType(), notFound: opts.IsNotFound, now: time.Now}
+	if c.notFound == nil && c.kind == "bigcache" {
+		c.notFound = bigcacheNotFound
+	}
+	return c
 }
 
 // AtomicTake reports false: Take is a Get then a Delete.
@@ -76,7 +92,7 @@ const (
 
 // Get returns the value of key, or ErrNotFound when absent or expired.
 func (c *CacheStore) Get(ctx context.Context, key string) ([]byte, error) {
-	raw, err := gocacheGet(ctx, c.s, "cache", c.prefix+key)
+	raw, err := gocacheGet(ctx, c.s, "cache", c.prefix+key, c.notFound)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +118,7 @@ func (c *CacheStore) Set(ctx context.Context, key string, v []byte, ttl time.Dur
 
 // Delete removes key; an absent key is not an error.
 func (c *CacheStore) Delete(ctx context.Context, key string) error {
-	return gocacheDelete(ctx, c.s, "cache", c.prefix+key)
+	return gocacheDelete(ctx, c.s, "cache", c.prefix+key, c.notFound)
 }
 
 // Take returns the value of key after deleting it, or ErrNotFound. It is not
@@ -130,10 +146,12 @@ func (c *CacheStore) open(raw []byte) ([]byte, error) {
 	return raw[cacheStoreEnvLen:], nil
 }
 
-// gocacheGet reads key from s and returns a private copy of its bytes.
-func gocacheGet(ctx context.Context, s store.StoreInterface, kind, key string) ([]byte, error) {
+// gocacheGet reads key from s and returns a private copy of its bytes. An
+// error that is gocache's store.NotFound, or that notFound (when not nil)
+// recognises, is ErrNotFound.
+func gocacheGet(ctx context.Context, s store.StoreInterface, kind, key string, notFound func(error) bool) ([]byte, error) {
 	v, err := s.Get(ctx, key)
-	if errors.Is(err, store.NotFound{}) {
+	if isNotFound(err, notFound) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -159,11 +177,15 @@ func gocacheSet(ctx context.Context, s store.StoreInterface, kind, key string, s
 	return nil
 }
 
-func gocacheDelete(ctx context.Context, s store.StoreInterface, kind, key string) error {
-	if err := s.Delete(ctx, key); err != nil && !errors.Is(err, store.NotFound{}) {
+func gocacheDelete(ctx context.Context, s store.StoreInterface, kind, key string, notFound func(error) bool) error {
+	if err := s.Delete(ctx, key); err != nil && !isNotFound(err, notFound) {
 		return fmt.Errorf("cognitomcp: %s delete: %w", kind, err)
 	}
 	return nil
+}
+
+func isNotFound(err error, notFound func(error) bool) bool {
+	return err != nil && (errors.Is(err, store.NotFound{}) || notFound != nil && notFound(err))
 }
 
 // memcacheMaxRelative is the longest expiry memcached reads as relative;

@@ -66,7 +66,7 @@ func (r *RedisStore) AtomicTake() bool { return true }
 
 // Get returns the value of key, or ErrNotFound when absent or expired.
 func (r *RedisStore) Get(ctx context.Context, key string) ([]byte, error) {
-	return gocacheGet(ctx, r.s, "redis", r.prefix+key)
+	return gocacheGet(ctx, r.s, "redis", r.prefix+key, nil)
 }
 
 // Set stores v under key for ttl, which must be positive.
@@ -79,7 +79,7 @@ func (r *RedisStore) Set(ctx context.Context, key string, v []byte, ttl time.Dur
 
 // Delete removes key; an absent key is not an error.
 func (r *RedisStore) Delete(ctx context.Context, key string) error {
-	return gocacheDelete(ctx, r.s, "redis", r.prefix+key)
+	return gocacheDelete(ctx, r.s, "redis", r.prefix+key, nil)
 }
 
 // Take gets and deletes key with one GETDEL, or returns ErrNotFound. Of

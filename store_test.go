@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/allegro/bigcache/v3"
 	"github.com/dgraph-io/ristretto"
 	"github.com/eko/gocache/lib/v4/store"
+	bigcachestore "github.com/eko/gocache/store/bigcache/v4"
 	gocachestore "github.com/eko/gocache/store/go_cache/v4"
 	redisstore "github.com/eko/gocache/store/redis/v4"
 	ristrettostore "github.com/eko/gocache/store/ristretto/v4"
@@ -151,6 +153,15 @@ var storeKinds = []struct {
 	{"cache/go_cache-fake-clock", func(t *testing.T) storeFixture {
 		s, clock := NewCacheStore(newGoCacheSpy(t), CacheStoreOptions{}), newStoreClock()
 		s.now = clock.Now // the envelope expires entries go_cache still holds
+		return fakeTimeFixture(s, clock, false)
+	}},
+	{"cache/bigcache", func(t *testing.T) storeFixture {
+		b, err := bigcache.New(t.Context(), bigcache.DefaultConfig(time.Hour))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		spy := &storeSpy{StoreInterface: bigcachestore.NewBigcache(b), t: t}
+		s, clock := NewCacheStore(spy, CacheStoreOptions{}), newStoreClock()
+		s.now = clock.Now // bigcache ignores TTLs: the envelope expires entries
 		return fakeTimeFixture(s, clock, false)
 	}},
 	{"cache/ristretto", func(t *testing.T) storeFixture {
@@ -888,3 +899,34 @@ func (f *storeFake) Invalidate(context.Context, ...store.InvalidateOption) error
 }
 func (f *storeFake) Clear(context.Context) error { panic("storeFake: Clear") }
 func (f *storeFake) GetType() string             { return "fake" }
+
+// errBackendMiss is a backend's own "no such key", which gocache does not wrap.
+var errBackendMiss = errors.New("backend: no such key")
+
+// storeOwnMiss is storeFake answering a miss with errBackendMiss.
+type storeOwnMiss struct{ *storeFake }
+
+func (s storeOwnMiss) Get(ctx context.Context, key any) (any, error) {
+	v, err := s.storeFake.Get(ctx, key)
+	if errors.Is(err, store.NotFound{}) {
+		return nil, errBackendMiss
+	}
+	return v, err
+}
+
+// TestCacheStoreIsNotFound: a backend's own miss error is ErrNotFound when
+// CacheStoreOptions.IsNotFound recognises it (at Get and at Delete), and a
+// backend error otherwise, as any other error is.
+func TestCacheStoreIsNotFound(t *testing.T) {
+	is := func(err error) bool { return errors.Is(err, errBackendMiss) }
+	s := NewCacheStore(storeOwnMiss{&storeFake{m: map[string]any{}, deleteErr: errBackendMiss}}, CacheStoreOptions{IsNotFound: is})
+	_, err := s.Get(t.Context(), "k")
+	assert.ErrorIs(t, err, ErrNotFound)
+	assert.NoError(t, s.Delete(t.Context(), "k"), "deleting an absent key is no error")
+
+	s = NewCacheStore(storeOwnMiss{&storeFake{m: map[string]any{}, deleteErr: errBackendMiss}}, CacheStoreOptions{})
+	_, err = s.Get(t.Context(), "k")
+	assert.Error(t, err)
+	assert.NotErrorIs(t, err, ErrNotFound, "an error not recognised is the backend's")
+	assert.Error(t, s.Delete(t.Context(), "k"))
+}
