@@ -2,7 +2,10 @@ package cognitomcp_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -234,6 +237,48 @@ func TestRequireNothingPanics(t *testing.T) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	assert.Equal(t, http.StatusForbidden, rec.Code)
+}
+
+// TestRequireTokenVerifierFuncErrors: a verifier of one's own is answered
+// by what its error wraps: ErrInvalidToken 401 invalid_token with the
+// challenge, ErrUnavailable 503 with Retry-After, anything else 500; and
+// its claims reach the handler.
+func TestRequireTokenVerifierFuncErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err        error
+		wantStatus int
+		wantCode   string
+	}{
+		{fmt.Errorf("unknown key: %w", cognitomcp.ErrInvalidToken), 401, "invalid_token"},
+		{fmt.Errorf("introspection down: %w", cognitomcp.ErrUnavailable), 503, "temporarily_unavailable"},
+		{errors.New("something else"), 500, "server_error"},
+		{nil, 200, ""},
+	} {
+		v := cognitomcp.TokenVerifierFunc(func(_ context.Context, raw string) (*cognitomcp.Claims, error) {
+			if tc.err != nil {
+				return nil, tc.err
+			}
+			return &cognitomcp.Claims{Username: "carol", TokenUse: cognitomcp.AccessToken}, nil
+		})
+		h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v, ResourceMetadataURL: testPRM})(echoClaims)
+		req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		req.Header.Set("Authorization", "Bearer opaque-token")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, tc.wantStatus, rec.Code, "%v", tc.err)
+		switch tc.wantStatus {
+		case 200:
+			assert.Equal(t, "carol", rec.Body.String())
+		case 401:
+			assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`)
+		case 503:
+			assert.Equal(t, "5", rec.Header().Get("Retry-After"))
+		}
+		if tc.wantCode != "" {
+			assert.Contains(t, rec.Body.String(), `"error":"`+tc.wantCode+`"`)
+			assert.NotContains(t, rec.Body.String(), "down", "the cause stays out of the answer")
+		}
+	}
 }
 
 func TestRequireTokenErrorHandler(t *testing.T) {

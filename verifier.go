@@ -77,6 +77,12 @@ type VerifierConfig struct {
 
 // TokenVerifier verifies a raw bearer token. *Verifier implements it, and so
 // does the proxy's verifier of its own tokens.
+//
+// RequireToken answers a Verify error by what it wraps: an *Error as it
+// says; ErrInvalidToken (or an error of this package that matches it), 401
+// invalid_token, which makes an MCP client sign in again; ErrUnavailable,
+// 503 with Retry-After; anything else, 500 server_error, which no client
+// recovers from. A verifier of its own should wrap one of the first three.
 type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*Claims, error)
 }
