@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -55,7 +56,8 @@ type KeyConfig struct {
 	// HKDF-SHA256 under a distinct label, and so is its key ID: a new
 	// MasterSecret yields new key IDs, and tokens, cookies and stored values
 	// made under the old one stop verifying. Rotate without that break by
-	// setting the explicit lists instead.
+	// setting the explicit lists instead: Expanded gives the keys a
+	// MasterSecret stands for, to keep beside the new one.
 	MasterSecret []byte
 	// SigningKeys sign and verify the proxy's access tokens (HS256 or ES256).
 	// Default: one HS256 key derived from MasterSecret.
@@ -106,6 +108,29 @@ func newKeyRing(cfg KeyConfig) (*keyRing, error) {
 		return nil, fmt.Errorf("cognitomcp: KeyConfig.EncryptionKeys: %w", err)
 	}
 	return &keyRing{signer: signer, sealer: s, cookies: newCookieSigner(cfg.CookieKeys)}, nil
+}
+
+// Expanded returns c with every key list it leaves empty derived from
+// MasterSecret, as the proxy derives them (key IDs included), and no
+// MasterSecret: the explicit lists that rotating one key of a deployment
+// started with MasterSecret needs. To rotate the encryption key alone:
+//
+//	keys, err := cognitomcp.KeyConfig{MasterSecret: secret}.Expanded()
+//	// handle err
+//	keys.EncryptionKeys = append([]cognitomcp.EncryptionKey{newKey}, keys.EncryptionKeys...)
+//
+// Values sealed, tokens signed and cookies set under MasterSecret stay
+// valid under the result. It returns the validation error NewProxy would.
+func (c KeyConfig) Expanded() (KeyConfig, error) {
+	if err := c.validate(); err != nil {
+		return KeyConfig{}, err
+	}
+	c.SigningKeys = slices.Clone(c.SigningKeys)
+	c.EncryptionKeys = slices.Clone(c.EncryptionKeys)
+	c.CookieKeys = slices.Clone(c.CookieKeys)
+	c = c.withDerivedKeys()
+	c.MasterSecret = nil
+	return c, nil
 }
 
 // withDerivedKeys fills the empty key lists from MasterSecret.

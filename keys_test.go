@@ -268,6 +268,40 @@ func TestKeyDerivationDeterministic(t *testing.T) {
 	})
 }
 
+// TestKeyConfigExpanded: the explicit lists Expanded gives for a
+// MasterSecret, with a new encryption key prepended, open what the master
+// secret's ring sealed, verify its tokens and cookies, and seal under the
+// new key; the result has no MasterSecret, and an invalid config is refused.
+func TestKeyConfigExpanded(t *testing.T) {
+	master := testSecret(7)
+	old := newTestRing(t, KeyConfig{MasterSecret: master})
+	keys, err := KeyConfig{MasterSecret: master}.Expanded()
+	require.NoError(t, err)
+	assert.Nil(t, keys.MasterSecret)
+	require.Len(t, keys.EncryptionKeys, 1)
+	keys.EncryptionKeys = append([]EncryptionKey{{ID: "enc-2", Key: testSecret(9)}}, keys.EncryptionKeys...)
+	rotated := newTestRing(t, keys)
+
+	sealed, err := old.sealer.Seal([]byte("secret"), []byte("grant:1"))
+	require.NoError(t, err)
+	pt, err := rotated.sealer.Open(sealed, []byte("grant:1"))
+	require.NoError(t, err, "a value sealed under the master secret opens after the rotation")
+	assert.Equal(t, "secret", string(pt))
+	resealed, err := rotated.sealer.Seal([]byte("secret"), []byte("grant:1"))
+	require.NoError(t, err)
+	_, err = old.sealer.Open(resealed, []byte("grant:1"))
+	assert.ErrorIs(t, err, errDecrypt, "new values are sealed under the new key")
+
+	tok, err := old.signer.Sign(sampleClaims())
+	require.NoError(t, err)
+	require.NoError(t, rotated.signer.Verify(tok, &tokenClaims{}))
+	_, err = rotated.cookies.Verify("txn", old.cookies.Sign("txn", "v", time.Unix(200, 0)), time.Unix(100, 0))
+	require.NoError(t, err)
+
+	_, err = KeyConfig{MasterSecret: []byte("short")}.Expanded()
+	assert.Error(t, err)
+}
+
 func TestKeyConfigExplicitOverridesDerived(t *testing.T) {
 	master := testSecret(7)
 	derived := newTestRing(t, KeyConfig{MasterSecret: master})
