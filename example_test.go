@@ -264,7 +264,8 @@ func Example_echo() {
 }
 
 // RequireScopes answers 403 insufficient_scope with a challenge listing the
-// scopes to ask for, so MCP clients can step up.
+// scopes to ask for, so MCP clients can step up: those the token holds and
+// the missing ones.
 func ExampleRequireScopes() {
 	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
 	defer cognito.Close()
@@ -278,7 +279,7 @@ func ExampleRequireScopes() {
 	h.ServeHTTP(rec, req)
 	fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
 	// Output:
-	// 403 Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="mcp-api/write"
+	// 403 Bearer error="insufficient_scope", error_description="the token lacks a required scope", scope="mcp-api/read mcp-api/write"
 }
 
 // The official Go SDK (github.com/modelcontextprotocol/go-sdk): cognitomcp

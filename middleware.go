@@ -203,13 +203,18 @@ func (m *middleware) scopeFor(e *Error) string {
 	if !errors.As(e.Err, &se) {
 		return m.scopeParam
 	}
-	all := strings.Fields(m.scopeParam)
-	for _, s := range strings.Fields(se.scope) {
-		if !slices.Contains(all, s) {
-			all = append(all, s)
+	return strings.Join(union(strings.Fields(m.scopeParam), strings.Fields(se.scope)), " ")
+}
+
+// union is a then the elements of b not in a, each once, in order.
+func union(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	for _, s := range slices.Concat(a, b) {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
 		}
 	}
-	return strings.Join(all, " ")
+	return out
 }
 
 // scopeNeed carries, inside an insufficient_scope error, the full scope a
@@ -352,10 +357,16 @@ func RequireAllGroups(groups ...string) func(http.Handler) http.Handler {
 }
 
 // nonEmpty returns a copy of list (the caller's slice may change later), and
-// panics, naming fn, when it is empty.
+// panics, naming fn, when it is empty or holds a blank name (what
+// strings.Split of an empty setting gives).
 func nonEmpty(fn string, list []string) []string {
 	if len(list) == 0 {
 		panic("cognitomcp: " + fn + " with nothing to require")
+	}
+	for _, s := range list {
+		if strings.TrimSpace(s) == "" || strings.ContainsAny(s, " \t\r\n") {
+			panic(fmt.Sprintf("cognitomcp: %s: %q is not a name", fn, s))
+		}
 	}
 	return slices.Clone(list)
 }
@@ -370,8 +381,10 @@ func groupError(groups []string) *Error {
 // token carries every one of scopes. Otherwise it answers 403 with
 // WWW-Authenticate: Bearer error="insufficient_scope", scope="…" listing the
 // scopes the client should request to step up: RequireToken's (or the
-// proxy's) and these. Without claims it answers 401. It panics when given
-// no scope, as RequireGroups does.
+// proxy's), those the token holds, and these (a client asks for exactly
+// what it is told, so a scope left out would be lost at the next sign-in).
+// Without claims it answers 401. It panics when given no scope, as
+// RequireGroups does.
 func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 	scopes = nonEmpty("RequireScopes", scopes)
 	return requireClaims(func(c *Claims) error {
@@ -381,7 +394,7 @@ func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 		}
 		return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
 			Description: "the token lacks a required scope",
-			Err:         fmt.Errorf("%w: %w", ErrInsufficientScope, &scopeNeed{scope: strings.Join(scopes, " ")})}
+			Err:         fmt.Errorf("%w: %w", ErrInsufficientScope, &scopeNeed{scope: strings.Join(union(c.Scopes, scopes), " ")})}
 	})
 }
 

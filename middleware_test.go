@@ -168,12 +168,14 @@ func TestRequireGroupsAndScopes(t *testing.T) {
 		{"groups without RequireToken", cognitomcp.RequireGroups("admin")(echoClaims), alice, 401, "Bearer", "invalid_token"},
 		{"scopes without RequireToken", cognitomcp.RequireScopes("openid")(echoClaims), alice, 401, "Bearer", "invalid_token"},
 		{"scopes held", tokenMW(cognitomcp.RequireScopes("openid", "email")(echoClaims)), alice, 200, "", ""},
+		// The scopes the token holds (openid email profile) stay in the
+		// challenge: a client asks for exactly what it is told.
 		{"scope missing: step-up challenge", tokenMW(cognitomcp.RequireScopes("openid", "mcp/admin")(echoClaims)), alice, 403,
-			`Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid mcp/admin"`, "insufficient_scope"},
+			`Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid email profile mcp/admin"`, "insufficient_scope"},
 		// The client asks for exactly the scope named: without RequireToken's
 		// own, its new token would be refused by RequireToken in turn.
 		{"scope missing behind RequireToken's scopes: step-up keeps them", scopedMW(cognitomcp.RequireScopes("mcp/admin", "email")(echoClaims)), alice, 403,
-			`Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid email mcp/admin"`, "insufficient_scope"},
+			`Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid email profile mcp/admin"`, "insufficient_scope"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,6 +228,8 @@ func TestRequireNothingPanics(t *testing.T) {
 	assert.PanicsWithValue(t, "cognitomcp: RequireGroups with nothing to require", func() { cognitomcp.RequireGroups() })
 	assert.PanicsWithValue(t, "cognitomcp: RequireAllGroups with nothing to require", func() { cognitomcp.RequireAllGroups([]string{}...) })
 	assert.PanicsWithValue(t, "cognitomcp: RequireScopes with nothing to require", func() { cognitomcp.RequireScopes() })
+	assert.PanicsWithValue(t, `cognitomcp: RequireGroups: "" is not a name`, func() { cognitomcp.RequireGroups(strings.Split("", ",")...) })
+	assert.PanicsWithValue(t, `cognitomcp: RequireScopes: "a b" is not a name`, func() { cognitomcp.RequireScopes("a b") })
 
 	f := newVerifierFixture(t, 0)
 	alice := f.accessToken(nil) // in admin and staff
