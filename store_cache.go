@@ -26,8 +26,9 @@ type CacheStoreOptions struct {
 	Prefix string
 	// IsNotFound reports whether an error of the store's Get or Delete
 	// means that the key is absent, for a store that does not return
-	// gocache's store.NotFound then. Default: for gocache's bigcache store,
-	// bigcache's ErrEntryNotFound, which it returns as is.
+	// gocache's store.NotFound then. Default: bigcache's ErrEntryNotFound,
+	// which gocache's bigcache store returns as is (also behind a
+	// cache.Cache).
 	IsNotFound func(error) bool
 }
 
@@ -74,7 +75,7 @@ func NewCacheStore(s store.StoreInterface, opts CacheStoreOptions) *CacheStore {
 		opts.Prefix = defaultStorePrefix
 	}
 	c := &CacheStore{s: s, prefix: opts.Prefix, kind: s.GetType(), notFound: opts.IsNotFound, now: time.Now}
-	if c.notFound == nil && c.kind == "bigcache" {
+	if c.notFound == nil {
 		c.notFound = bigcacheNotFound
 	}
 	return c
