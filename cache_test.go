@@ -257,3 +257,23 @@ func FuzzIsB64Token(f *testing.F) {
 		}
 	})
 }
+
+// TestRevokedGrantsBounded: the grants a replica revoked are remembered
+// until their time, at most maxRevokedHere of them; past that a new one is
+// not (add says so), one already known is updated, and expired ones make
+// room.
+func TestRevokedGrantsBounded(t *testing.T) {
+	var r revokedGrants
+	now := time.Unix(1000, 0)
+	for i := range maxRevokedHere {
+		require.True(t, r.add("g"+strconv.Itoa(i), now.Add(time.Minute), now))
+	}
+	assert.False(t, r.add("one-too-many", now.Add(time.Hour), now), "full")
+	assert.False(t, r.has("one-too-many", now))
+	assert.True(t, r.add("g0", now.Add(time.Hour), now), "a known grant is updated")
+	assert.True(t, r.has("g0", now.Add(30*time.Minute)))
+	assert.False(t, r.has("g1", now.Add(2*time.Minute)), "expired")
+	later := now.Add(2 * time.Minute)
+	assert.True(t, r.add("one-too-many", later.Add(time.Hour), later), "expired entries make room")
+	assert.True(t, r.has("one-too-many", later))
+}

@@ -191,9 +191,9 @@ func (p *Proxy) checkCSRF(r *http.Request, txnID, csrf string) *Error {
 	return nil
 }
 
-// consentNeeded says whether to show the consent page; promptConsent is
-// whether the authorization request, in its query or its POST body, said
-// prompt=consent.
+// consentNeeded says whether to show the consent page for txn (whose
+// PromptConsentSeen says whether the authorization request, in its query or
+// its POST body, said prompt=consent).
 func (p *Proxy) consentNeeded(r *http.Request, txn *transaction) bool {
 	switch p.consent {
 	case ConsentOff:

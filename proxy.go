@@ -51,7 +51,8 @@ type ProxyConfig struct {
 	// Default: the endpoints from the pool's discovery document.
 	DomainURL string
 	// ClientID is the Cognito app client the proxy signs users in with; its
-	// allowed callback URLs must contain BaseURL+CallbackPath. Required.
+	// allowed callback URLs must contain Issuer()+CallbackPath: BaseURL in
+	// its canonical form (see BaseURL) followed by CallbackPath. Required.
 	ClientID string
 	// ClientSecret is that app client's secret. Empty for a public client,
 	// which identifies itself with client_id in the body, as Cognito wants.
@@ -255,8 +256,7 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	}
 	// The canonical form: clients send resource=new URL(prm.resource).href,
 	// which lowercases the host and drops a default port.
-	host := strings.ToLower(base.Host)
-	host = strings.TrimSuffix(host, map[string]string{"https": ":443", "http": ":80"}[base.Scheme])
+	host := canonicalHost(base.Scheme, base.Host)
 	p.basePath = strings.TrimSuffix(base.EscapedPath(), "/")
 	p.issuer = base.Scheme + "://" + host + p.basePath
 	mcpPath := orDefault(cfg.MCPPath, "/mcp")
@@ -280,7 +280,14 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 			return fmt.Errorf("cognitomcp: ProxyConfig.Scopes: %q is not a valid scope", s)
 		}
 	}
-	p.origins = cfg.AllowedOrigins
+	p.origins = nil
+	for _, o := range cfg.AllowedOrigins {
+		// The form browsers send in Origin: lower case, no default port.
+		if u, err := url.Parse(o); err == nil && u.Scheme != "" && u.Host != "" {
+			o = u.Scheme + "://" + canonicalHost(u.Scheme, u.Host)
+		}
+		p.origins = append(p.origins, o)
+	}
 	if len(p.origins) == 0 {
 		p.origins = []string{base.Scheme + "://" + host}
 	}
@@ -288,6 +295,13 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 		return fmt.Errorf("cognitomcp: ProxyConfig.Consent: unknown mode %d", cfg.Consent)
 	}
 	return nil
+}
+
+// canonicalHost is host (with its port) in lower case, without the port
+// that is scheme's default.
+func canonicalHost(scheme, host string) string {
+	host = strings.ToLower(host)
+	return strings.TrimSuffix(host, map[string]string{"https": ":443", "http": ":80"}[scheme])
 }
 
 func orDefault(v, def string) string {
@@ -415,10 +429,11 @@ func (p *Proxy) configureClients(_ context.Context, cfg *ProxyConfig) error {
 	return nil
 }
 
-// Issuer returns the proxy's issuer identifier: BaseURL.
+// Issuer returns the proxy's issuer identifier: BaseURL in its canonical
+// form (lower-case scheme and host, no default port, no trailing slash).
 func (p *Proxy) Issuer() string { return p.issuer }
 
-// Resource returns the protected resource: BaseURL+MCPPath.
+// Resource returns the protected resource: Issuer()+MCPPath.
 func (p *Proxy) Resource() string { return p.resource }
 
 // ResourceMetadataURL returns the URL of the protected resource metadata.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -116,6 +117,12 @@ func TestProxyConsentModes(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, "/consent", location(t, resp).Path, "approval is per set of scopes: these were not approved")
+		req, _ = http.NewRequest(http.MethodGet, c.authorizeURL(func(q url.Values) { q.Set("scope", "email openid email") }), nil)
+		req.Header.Set("Sec-Fetch-Site", "none")
+		resp, err = c.browser.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, "/oauth2/authorize", location(t, resp).Path, "the approved set in another order, one repeated")
 		other := f.register("http://127.0.0.1:9999/other")
 		req, _ = http.NewRequest(http.MethodGet, other.authorizeURL(nil), nil)
 		req.Header.Set("Sec-Fetch-Site", "none")
@@ -484,4 +491,36 @@ func TestProxyScopesFollowTheConfig(t *testing.T) {
 
 	resp, _ = c.get(c.authorizeURL(func(q url.Values) { q.Set("scope", "openid admin:all") }))
 	assert.Equal(t, "invalid_scope", location(t, resp).Query().Get("error"), "a scope the proxy does not offer")
+}
+
+// TestProxyGrantFollowsTheResource: a sign-in made while the MCP endpoint
+// had another URL (MCPPath changed, or BaseURL written in a non-canonical
+// form before it was canonicalised) refreshes into access tokens for the
+// endpoint as it is now, which the endpoint admits.
+func TestProxyGrantFollowsTheResource(t *testing.T) {
+	store := cognitomcp.NewMemoryStore()
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	_, rt := c.login()
+
+	cfg := f.cfg
+	cfg.MCPPath = "/v2/mcp"
+	moved, err := cognitomcp.NewProxy(t.Context(), cfg)
+	require.NoError(t, err)
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {c.id}}
+	req := httptest.NewRequest(http.MethodPost, f.srv.URL+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	moved.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &tok))
+
+	req = httptest.NewRequest(http.MethodPost, moved.Resource(), strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	rec = httptest.NewRecorder()
+	moved.Handler(mcpEcho).ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusOK, rec.Code, "the refreshed token is for the endpoint as it is now: %s", rec.Body.String())
 }

@@ -491,7 +491,24 @@ func TestProxyBaseURLCanonical(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
 	g := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.BaseURL = "https://MCP.Example.com:443/" })
+	assert.Equal(t, "https://mcp.example.com", g.proxy.Issuer())
 	assert.Equal(t, "https://mcp.example.com/mcp", g.proxy.Resource())
+	assert.Equal(t, "https://mcp.example.com/.well-known/oauth-protected-resource/mcp", g.proxy.ResourceMetadataURL())
+
+	// Origins compare in the form browsers send: the default (BaseURL's)
+	// and configured ones alike.
+	origin := func(p *cognitomcp.Proxy, o string) int {
+		req := httptest.NewRequest(http.MethodOptions, p.Resource(), nil)
+		req.Header.Set("Origin", o)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		rec := httptest.NewRecorder()
+		p.Handler(mcpEcho).ServeHTTP(rec, req)
+		return rec.Code
+	}
+	assert.Equal(t, http.StatusNoContent, origin(g.proxy, "https://mcp.example.com"), "BaseURL's origin")
+	h := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.AllowedOrigins = []string{"HTTPS://Inspector.Example:443/"} })
+	assert.Equal(t, http.StatusNoContent, origin(h.proxy, "https://inspector.example"), "a configured origin")
+	assert.Equal(t, http.StatusForbidden, origin(h.proxy, "https://other.example"))
 }
 
 func TestProxyMetadata(t *testing.T) {

@@ -89,7 +89,9 @@ type revokedGrants struct {
 
 const maxRevokedHere = 10_000
 
-func (r *revokedGrants) add(gid string, until, now time.Time) {
+// add remembers gid until until, and reports whether it could (false when
+// full).
+func (r *revokedGrants) add(gid string, until, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
@@ -100,10 +102,13 @@ func (r *revokedGrants) add(gid string, until, now time.Time) {
 			delete(r.m, id)
 		}
 	}
-	if len(r.m) < maxRevokedHere {
+	_, known := r.m[gid]
+	ok := known || len(r.m) < maxRevokedHere
+	if ok {
 		r.m[gid] = until
 	}
 	r.n.Store(int32(len(r.m)))
+	return ok
 }
 
 func (r *revokedGrants) has(gid string, now time.Time) bool {

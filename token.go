@@ -276,6 +276,11 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
 		return nil, grantLoadError(err)
 	}
+	// A grant is bound to this server's resource, the only one /authorize
+	// accepts; one stored before BaseURL was used in its canonical form
+	// (or before MCPPath changed) names it in another form, and its access
+	// tokens would carry an aud this server refuses.
+	g.Resource = p.resource
 	now := p.now()
 	switch {
 	case !hmac.Equal(mac, refreshMAC(&g, gen)):
@@ -435,7 +440,9 @@ func (p *Proxy) revokeGrant(ctx context.Context, g *grantRecord, reason string) 
 			until = g.ExpiresAt
 		}
 	}
-	p.revokedHere.add(g.ID, until, now)
+	if !p.revokedHere.add(g.ID, until, now) {
+		p.logger.Warn("cognitomcp: too many recent revocations to remember; this one holds on other requests within RevocationCheckInterval", "max", maxRevokedHere)
+	}
 	p.logger.Warn("cognitomcp: grant revoked", "why", reason, "sub", g.User.Subject, "mcp_client", g.ClientID)
 	if g.Upstream.RefreshToken != "" {
 		if err := p.revokeUpstream(ctx, g.Upstream.RefreshToken); err != nil {
