@@ -38,8 +38,18 @@ const (
 // errInvalidClientMetadata is wrapped by every failure of cimdFetcher.fetch:
 // a client_id URL that may not be fetched, a fetch that failed, or a
 // document that is not valid. /authorize shows an error page for it (never
-// a redirect); /token and /revoke answer invalid_client.
+// a redirect); /token and /revoke answer invalid_client, or, when the
+// failure also wraps ErrUnavailable (the document's host unreachable or
+// failing, and no good copy of the document at hand), 503.
 var errInvalidClientMetadata = errors.New("cognitomcp: invalid client metadata document")
+
+// errCIMDUnreachable marks a fetch that failed for a reason that may pass
+// (network, timeout, 5xx, 429), as opposed to a definite answer (404, a bad
+// document, an address the policy refuses, a name that does not exist).
+var errCIMDUnreachable = errors.New("document host unreachable")
+
+// errCIMDRefusedAddress marks a dial the address policy refused.
+var errCIMDRefusedAddress = errors.New("non-public address")
 
 // cimdFetcher fetches, validates and caches client metadata documents. Safe
 // for concurrent use; concurrent fetches of one URL share one request.
@@ -59,6 +69,9 @@ type cimdEntry struct {
 	rec     *clientRecord
 	err     error
 	expires time.Time
+	// staleUntil is how long rec may stand in while the document's host is
+	// unreachable: cimdMaxTTL past the expiry of the last good fetch.
+	staleUntil time.Time
 }
 
 type cimdCall struct {
@@ -143,19 +156,36 @@ func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord
 // lead downloads the document for everyone waiting on call, caches the
 // outcome, and releases the waiters even if the download panics. Its own
 // caller's cancellation does not cut the download short for the others.
+//
+// While the document's host is unreachable, the last good document stands
+// in (for up to cimdMaxTTL past its expiry, asking again every
+// cimdFailureTTL): a client's users must not be signed out by an outage of
+// its host (an MCP client drops its tokens on invalid_client). Without one,
+// the failure wraps ErrUnavailable: 503, not invalid_client.
 func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall) (*clientRecord, error) {
+	f.mu.Lock()
+	prev := f.cache[clientID]
+	f.mu.Unlock()
 	var rec *clientRecord // shared by the cache and the waiters: never handed out
+	var staleUntil time.Time
 	ttl, err := cimdFailureTTL, fmt.Errorf("%w: fetch aborted", errInvalidClientMetadata)
 	defer func() {
 		f.mu.Lock()
-		f.store(clientID, cimdEntry{rec: rec, err: err, expires: f.now().Add(ttl)})
+		f.store(clientID, cimdEntry{rec: rec, err: err, expires: f.now().Add(ttl), staleUntil: staleUntil})
 		delete(f.inflight, clientID)
 		call.rec, call.err = rec, err
 		close(call.done)
 		f.mu.Unlock()
 	}()
 	rec, ttl, err = f.download(context.WithoutCancel(ctx), clientID)
-	if err != nil {
+	switch {
+	case err == nil:
+		staleUntil = f.now().Add(ttl + cimdMaxTTL)
+	case errors.Is(err, errCIMDUnreachable) && prev.rec != nil && f.now().Before(prev.staleUntil):
+		rec, ttl, err, staleUntil = prev.rec, cimdFailureTTL, nil, prev.staleUntil
+	case errors.Is(err, errCIMDUnreachable):
+		rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: %w: %w", errInvalidClientMetadata, ErrUnavailable, err)
+	default:
 		rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: %w", errInvalidClientMetadata, err)
 	}
 	return cloneClientRecord(rec), err
@@ -284,7 +314,7 @@ func (f *cimdFetcher) dial(ctx context.Context, _, addr string) (net.Conn, error
 	}
 	for _, a := range addrs {
 		if !f.addrAllowed(a) {
-			return nil, fmt.Errorf("host resolves to the non-public address %s", a)
+			return nil, fmt.Errorf("host resolves to %s: %w", a, errCIMDRefusedAddress)
 		}
 	}
 	d := net.Dialer{Timeout: cimdTimeout, Control: f.control}
@@ -303,7 +333,7 @@ func (f *cimdFetcher) dial(ctx context.Context, _, addr string) (net.Conn, error
 func (f *cimdFetcher) control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil || !f.addrAllowed(ap.Addr()) {
-		return fmt.Errorf("refusing to connect to %s", address)
+		return fmt.Errorf("refusing to connect to %s: %w", address, errCIMDRefusedAddress)
 	}
 	return nil
 }
@@ -320,9 +350,16 @@ func (f *cimdFetcher) download(ctx context.Context, clientID string) (rec *clien
 	req.Header.Set("User-Agent", "cognitomcp")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("fetch: %w", err)
+		var dnsErr *net.DNSError
+		if errors.Is(err, errCIMDRefusedAddress) || errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return nil, 0, fmt.Errorf("fetch: %w", err)
+		}
+		return nil, 0, fmt.Errorf("fetch: %w: %w", errCIMDUnreachable, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		return nil, 0, fmt.Errorf("fetch: %w: status %d", errCIMDUnreachable, resp.StatusCode)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, 0, fmt.Errorf("fetch: status %d (redirects are not followed)", resp.StatusCode)
 	}
@@ -334,7 +371,7 @@ func (f *cimdFetcher) download(ctx context.Context, clientID string) (rec *clien
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, cimdMaxBody+1))
 	if err != nil {
-		return nil, 0, fmt.Errorf("fetch: read: %w", err)
+		return nil, 0, fmt.Errorf("fetch: read: %w: %w", errCIMDUnreachable, err)
 	}
 	if len(body) > cimdMaxBody {
 		return nil, 0, fmt.Errorf("fetch: document larger than %d bytes", cimdMaxBody)

@@ -560,3 +560,62 @@ func TestCIMDWaiterHonoursItsContext(t *testing.T) {
 	close(release)
 	assert.NoError(t, <-leader)
 }
+
+// TestCIMDHostOutage: while a document's host is unreachable or failing
+// (5xx, 429), the last good document stands in, asked for again once a
+// minute, for up to cimdMaxTTL past its expiry; then, or with no good copy,
+// the failure wraps ErrUnavailable (503 at /token, not invalid_client,
+// which makes MCP clients drop their tokens). A definite answer (404) is
+// invalid client metadata, not ErrUnavailable, and no copy stands in for it.
+func TestCIMDHostOutage(t *testing.T) {
+	clock := newStepClock()
+	var status atomic.Int32 // 0: the document; else this status
+	var srv *cimdTestServer
+	doc := func(path string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if s := status.Load(); s != 0 {
+				http.Error(w, "down", int(s))
+				return
+			}
+			serveDoc(cimdTestDoc(srv.URL+path, nil), "")(w, r)
+		}
+	}
+	srv = newCIMDTestServer(t, map[string]http.HandlerFunc{"/c.json": doc("/c.json"), "/d.json": doc("/d.json")})
+	f := newCIMDFetcher(srv.Client(), true, clock.Now)
+	fetch := func(path string) (*clientRecord, error) { return f.fetch(t.Context(), srv.URL+path) }
+
+	_, err := fetch("/c.json")
+	require.NoError(t, err)
+	status.Store(http.StatusServiceUnavailable)
+	clock.Advance(11 * time.Minute) // past the ten minutes of a document without Cache-Control
+	rec, err := fetch("/c.json")
+	require.NoError(t, err, "the last good document stands in")
+	assert.Equal(t, "Example MCP Client", rec.Name)
+	assert.Equal(t, 2, srv.hitCount("/c.json"))
+	clock.Advance(30 * time.Second)
+	_, err = fetch("/c.json")
+	require.NoError(t, err)
+	assert.Equal(t, 2, srv.hitCount("/c.json"), "asked again only after a minute")
+	clock.Advance(31 * time.Second)
+	status.Store(http.StatusTooManyRequests)
+	_, err = fetch("/c.json")
+	require.NoError(t, err)
+	assert.Equal(t, 3, srv.hitCount("/c.json"))
+	clock.Advance(cimdMaxTTL)
+	_, err = fetch("/c.json")
+	assert.ErrorIs(t, err, ErrUnavailable, "too old to stand in")
+	assert.ErrorIs(t, err, errInvalidClientMetadata)
+
+	_, err = fetch("/d.json")
+	assert.ErrorIs(t, err, ErrUnavailable, "no good copy: unavailable, not invalid")
+
+	status.Store(0)
+	clock.Advance(2 * time.Minute)
+	_, err = fetch("/d.json")
+	require.NoError(t, err)
+	status.Store(http.StatusNotFound)
+	clock.Advance(11 * time.Minute)
+	_, err = fetch("/d.json")
+	assert.ErrorIs(t, err, errInvalidClientMetadata, "a document gone for good")
+	assert.NotErrorIs(t, err, ErrUnavailable)
+}
