@@ -306,6 +306,12 @@ func TestProxyRefreshRotation(t *testing.T) {
 		status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"openid"}})
 		require.Equal(t, http.StatusOK, status, out)
 		assert.Equal(t, "openid", out["scope"])
+		// offline_access, accepted at /authorize, and repeats are dropped
+		// here too.
+		status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {out["refresh_token"].(string)},
+			"scope": {"openid offline_access openid"}})
+		require.Equal(t, http.StatusOK, status, out)
+		assert.Equal(t, "openid", out["scope"])
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -300,9 +301,18 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	}
 	scopes := g.Scopes
 	if s := form.Get("scope"); s != "" {
-		scopes = strings.Fields(s)
+		// As at /authorize: offline_access and repeats are dropped.
+		scopes = nil
+		for _, sc := range strings.Fields(s) {
+			if sc != offlineAccess && !slices.Contains(scopes, sc) {
+				scopes = append(scopes, sc)
+			}
+		}
 		if missing := missingScopes(g.Scopes, scopes); len(missing) > 0 {
 			return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "a refresh can only narrow the scope", nil)
+		}
+		if len(scopes) == 0 {
+			scopes = g.Scopes
 		}
 	}
 	if _, e := p.checkResource(form.Get("resource"), g.Resource); e != nil {
