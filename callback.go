@@ -166,8 +166,9 @@ func upstreamError(err error) error {
 	return errors.New("cognito token endpoint: malformed response")
 }
 
-// verifyUpstream verifies Cognito's access token and, when present, its ID
-// token (with the nonce the proxy sent, when it sent one), and returns the
+// verifyUpstream verifies Cognito's access token and its ID token (with the
+// nonce the proxy sent, when it sent one: the ID token is then required;
+// at a refresh it may be absent), and returns the
 // user's claims and the access token's expiry, from its exp claim.
 func (p *Proxy) verifyUpstream(ctx context.Context, tok *oauth2.Token, nonce string) (*userClaims, time.Time, error) {
 	access, err := p.verifier.Verify(ctx, tok.AccessToken)
@@ -178,6 +179,9 @@ func (p *Proxy) verifyUpstream(ctx context.Context, tok *oauth2.Token, nonce str
 		Issuer: access.Issuer, AppID: access.ClientID, Raw: access.raw}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
+		if nonce != "" { // the callback: openid is always asked, so Cognito sends one
+			return nil, time.Time{}, errors.New("no ID token to check the nonce against")
+		}
 		return user, access.Expiry, nil
 	}
 	id, err := p.idVerifier.Verify(ctx, rawID)

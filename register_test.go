@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/cognitomcp/cognitomcp/cognitotest"
 )
@@ -546,4 +547,42 @@ func TestLookupClientMetadataDocument(t *testing.T) {
 		assert.ErrorIs(t, err, ErrNotFound)
 		assert.Equal(t, 1, srv.hitCount("/client.json"), "no fetch when CIMD is off")
 	})
+}
+
+// TestVerifyUpstream: at the callback, Cognito's answer must hold an ID
+// token with the nonce the proxy sent, for the access token's user; a
+// refresh (no nonce sent) may come without one.
+func TestVerifyUpstream(t *testing.T) {
+	fx := newRegisterTestProxy(t, nil)
+	fx.pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com"})
+	fx.pool.AddUser(cognitotest.User{Username: "bob", Password: "bob-pw-1", Email: "bob@example.com"})
+	access := fx.pool.MintAccessToken(cognitotest.TokenOptions{Username: "alice", ClientID: fx.app.ID})
+	withID := func(o cognitotest.TokenOptions) *oauth2.Token {
+		o.ClientID = fx.app.ID
+		return (&oauth2.Token{AccessToken: access}).WithExtra(map[string]any{"id_token": fx.pool.MintIDToken(o)})
+	}
+	for _, tc := range []struct {
+		name  string
+		tok   *oauth2.Token
+		nonce string
+		want  string // "" for success
+	}{
+		{"the nonce sent", withID(cognitotest.TokenOptions{Username: "alice", Nonce: "n-1"}), "n-1", ""},
+		{"another nonce", withID(cognitotest.TokenOptions{Username: "alice", Nonce: "n-2"}), "n-1", "nonce"},
+		{"no nonce", withID(cognitotest.TokenOptions{Username: "alice"}), "n-1", "nonce"},
+		{"another user's ID token", withID(cognitotest.TokenOptions{Username: "bob", Nonce: "n-1"}), "n-1", "sub"},
+		{"no ID token at the callback", &oauth2.Token{AccessToken: access}, "n-1", "no ID token"},
+		{"no ID token at a refresh", &oauth2.Token{AccessToken: access}, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user, _, err := fx.p.verifyUpstream(t.Context(), tc.tok, tc.nonce)
+			if tc.want == "" {
+				require.NoError(t, err)
+				assert.Equal(t, "alice", user.Username)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
 }
