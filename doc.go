@@ -23,7 +23,9 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	log.Fatal(http.ListenAndServe(":8000", proxy.Handler(mcpHandler)))
+//	srv := &http.Server{Addr: ":8000", Handler: proxy.Handler(mcpHandler),
+//		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+//	log.Fatal(srv.ListenAndServe())
 //
 // Resource-server mode, verifying Cognito access tokens directly:
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -711,6 +712,28 @@ func (p *Proxy) logRefusal(r *http.Request, e *Error, attrs ...any) {
 // maxFormBytes bounds request bodies of the form and JSON endpoints.
 const maxFormBytes = 64 << 10
 
+// bodyReadTimeout bounds how long the body of a request to the proxy's
+// endpoints may take to arrive: a client that sends the headers and then
+// trickles (or holds) the body would otherwise keep its connection and
+// goroutine for as long as it likes, whatever http.Server's
+// ReadHeaderTimeout says. A variable for tests.
+var bodyReadTimeout = 10 * time.Second
+
+// readBody reads r's body, at most maxFormBytes, within bodyReadTimeout.
+// The deadline is for the body only: it is lifted once the whole body is
+// in. When the body failed to arrive it stays, so that the server gives the
+// connection up after the answer instead of waiting for the rest (with the
+// deadline lifted, net/http would wait forever to discard it).
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil // not on every ResponseWriter
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	if err == nil && deadline {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	return body, err
+}
+
 // parseForm reads an application/x-www-form-urlencoded POST body (never the
 // query) with a size limit, and refuses repeated parameters (RFC 6749 §3.1).
 func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
@@ -722,14 +745,19 @@ func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
 	if mt, _, _ := strings.Cut(ct, ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "the body must be application/x-www-form-urlencoded", nil)
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
+	body, err := readBody(w, r)
+	if err != nil {
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "malformed or oversized form body", err)
 	}
-	if err := singleValued(r.PostForm); err != nil {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "malformed or oversized form body", err)
+	}
+	if err := singleValued(form); err != nil {
 		return nil, err
 	}
-	return r.PostForm, nil
+	r.PostForm = form
+	return form, nil
 }
 
 // singleValued refuses a parameter sent more than once.

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+
 	"mime"
 	"net/http"
 	"slices"
@@ -95,7 +95,7 @@ func (p *Proxy) readRegistration(w http.ResponseWriter, r *http.Request) (*clien
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, "the body must be application/json", err)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	body, err := readBody(w, r)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, oauthError(http.StatusRequestEntityTooLarge, CodeInvalidClientMeta, "the body is larger than 64 KiB", err)

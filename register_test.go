@@ -1,14 +1,17 @@
 package cognitomcp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -585,4 +588,39 @@ func TestVerifyUpstream(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// TestBodyReadTimeout: a client that sends the headers of a POST and then
+// holds the body gets 400 once bodyReadTimeout has passed, at /token and
+// /register, rather than keeping its connection; a body that arrives in
+// time is read as usual.
+func TestBodyReadTimeout(t *testing.T) {
+	defer func(old time.Duration) { bodyReadTimeout = old }(bodyReadTimeout)
+	bodyReadTimeout = 300 * time.Millisecond
+	fx := newRegisterTestProxy(t, nil)
+	srv := httptest.NewServer(fx.p)
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct{ path, contentType string }{
+		{"/token", "application/x-www-form-urlencoded"},
+		{"/register", "application/json"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			require.NoError(t, err)
+			defer conn.Close()
+			_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: 100\r\n\r\n{", tc.path, tc.contentType)
+			require.NoError(t, err)
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+			start := time.Now()
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err, "the server answers once the body is late")
+			resp.Body.Close()
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+			assert.Less(t, time.Since(start), 4*time.Second)
+		})
+	}
+	resp, err := http.PostForm(srv.URL+"/token", url.Values{"grant_type": {"password"}, "client_id": {"x"}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a body in time is read: the request fails for its content (an unknown client), not its body")
 }

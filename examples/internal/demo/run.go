@@ -102,7 +102,8 @@ func run(ctx context.Context, cfg config, mcp http.Handler, stdout io.Writer, lo
 	defer endStreams()
 	srv := &http.Server{
 		Handler:           endOnShutdown(streams, proxy.Handler(mcp)),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second, // no ReadTimeout/WriteTimeout: they would cut MCP streams
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(endStreams)
