@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -45,6 +47,7 @@ type config struct {
 	AutoLogin           string   // DEMO_AUTO_LOGIN
 	AllowedRedirectURIs []string // ALLOWED_REDIRECT_URIS
 	AllowedOrigins      []string // ALLOWED_ORIGINS
+	ClientIPHeader      string   // CLIENT_IP_HEADER
 	LogLevel            slog.Level
 }
 
@@ -80,6 +83,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AutoLogin:           env("DEMO_AUTO_LOGIN"),
 		AllowedRedirectURIs: strings.Fields(getenv("ALLOWED_REDIRECT_URIS")),
 		AllowedOrigins:      strings.Fields(getenv("ALLOWED_ORIGINS")),
+		ClientIPHeader:      env("CLIENT_IP_HEADER"),
+	}
+	if h := c.ClientIPHeader; h != "" && strings.ContainsAny(h, " :\t,") {
+		return config{}, configErrorf("CLIENT_IP_HEADER: %q is not a header name, e.g. X-Forwarded-For", h)
 	}
 	if err := c.loadCognito(); err != nil {
 		return config{}, err
@@ -193,6 +200,28 @@ func (c *config) loadAddress(base, addr string) error {
 	}
 	c.Addr = addr
 	return nil
+}
+
+// headerClientIP is ProxyConfig.ClientIP for CLIENT_IP_HEADER: the last
+// address in the header (the one the proxy in front added; those before it
+// are the client's to invent), or r.RemoteAddr's host when there is none.
+func headerClientIP(name string) func(*http.Request) string {
+	return func(r *http.Request) string {
+		if vs := r.Header.Values(name); len(vs) > 0 {
+			last := vs[len(vs)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+				return a.Unmap().String()
+			}
+		}
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return r.RemoteAddr
+		}
+		return host
+	}
 }
 
 // followURL is the base URL of a listener bound for ADDR when BASE_URL is

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,6 +69,11 @@ func run(ctx context.Context, cfg config, mcp http.Handler, stdout io.Writer, lo
 		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Scopes: cfg.Scopes,
 		BaseURL: base, AllowedRedirectURIs: cfg.AllowedRedirectURIs, AllowedOrigins: cfg.AllowedOrigins,
 		Logger: logger,
+	}
+	if cfg.ClientIPHeader != "" {
+		pcfg.ClientIP = headerClientIP(cfg.ClientIPHeader)
+	} else if strings.HasPrefix(base, "https://") {
+		logger.Warn("CLIENT_IP_HEADER unset behind a TLS proxy: rate limits count the proxy's address, for every client at once; set it to the header your proxy reports the client's address in (X-Forwarded-For)")
 	}
 	generated, err := setKeys(cfg, &pcfg)
 	if err != nil {
