@@ -258,6 +258,7 @@ var (
 		netip.MustParsePrefix("240.0.0.0/4"),     // reserved, broadcast
 	}
 	globalV6  = netip.MustParsePrefix("2000::/3")
+	nat64     = netip.MustParsePrefix("64:ff9b::/96") // the well-known prefix: DNS64 maps IPv4 into it
 	blockedV6 = []netip.Prefix{
 		netip.MustParsePrefix("2001::/23"),     // IETF protocol assignments, Teredo
 		netip.MustParsePrefix("2001:db8::/32"), // documentation
@@ -270,12 +271,18 @@ var (
 // private (RFC 1918, fc00::/7), link-local (169.254/16, with the metadata
 // service, fe80::/10), unspecified, multicast, CGNAT, reserved or
 // documentation space; IPv4-mapped addresses are judged as IPv4, and IPv6
-// outside 2000::/3 (NAT64, IPv4-compatible, site-local…) is refused.
+// outside 2000::/3 (IPv4-compatible, site-local, local-use NAT64…) is refused,
+// except the well-known NAT64 prefix 64:ff9b::/96 (DNS64 networks), judged
+// by the IPv4 address it embeds.
 func isPublicAddr(a netip.Addr) bool {
 	if !a.IsValid() || a.Zone() != "" {
 		return false
 	}
 	a = a.Unmap()
+	if nat64.Contains(a) { // judged as the IPv4 address it reaches
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
 	if a.IsUnspecified() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() ||
 		a.IsMulticast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
 		return false

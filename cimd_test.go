@@ -203,8 +203,11 @@ func TestCIMDAddressClassifier(t *testing.T) {
 		{"::ffff:127.0.0.1", false},
 		{"::ffff:10.0.0.1", false},
 		{"::ffff:169.254.169.254", false},
-		{"::127.0.0.1", false}, // IPv4-compatible, deprecated
-		{"64:ff9b::a00:1", false},
+		{"::127.0.0.1", false},        // IPv4-compatible, deprecated
+		{"64:ff9b::a00:1", false},     // NAT64 of 10.0.0.1
+		{"64:ff9b::808:808", true},    // NAT64 of 8.8.8.8 (DNS64 networks)
+		{"64:ff9b::a9fe:a9fe", false}, // NAT64 of the metadata service
+		{"64:ff9b::7f00:1", false},    // NAT64 of loopback
 		{"64:ff9b:1::1", false},
 		{"100::1", false},
 		{"fc00::1", false},
