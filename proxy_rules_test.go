@@ -80,8 +80,8 @@ func TestProxyConsentModes(t *testing.T) {
 		f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Consent = cognitomcp.ConsentRemember })
 		c := f.register(loopbackRedirect)
 		c.login() // approves once
-		authorize := func(site string) string {
-			req, _ := http.NewRequest(http.MethodGet, c.authorizeURL(nil), nil)
+		authorizeWith := func(site string, mod func(url.Values)) string {
+			req, _ := http.NewRequest(http.MethodGet, c.authorizeURL(mod), nil)
 			if site != "" {
 				req.Header.Set("Sec-Fetch-Site", site)
 			}
@@ -90,6 +90,7 @@ func TestProxyConsentModes(t *testing.T) {
 			resp.Body.Close()
 			return location(t, resp).Path
 		}
+		authorize := func(site string) string { return authorizeWith(site, nil) }
 		assert.Equal(t, "/oauth2/authorize", authorize("none"), "remembered: straight to Cognito")
 		assert.Equal(t, "/consent", authorize("cross-site"), "pushed by another site: ask again")
 		assert.Equal(t, "/consent", authorize(""), "no Fetch metadata: ask again")
@@ -97,32 +98,19 @@ func TestProxyConsentModes(t *testing.T) {
 		// prompt=consent asks again, whether the request comes as a GET or
 		// as a POST (RFC 6749 §3.1 allows both).
 		withPrompt := func(q url.Values) { q.Set("prompt", "consent") }
-		req, _ := http.NewRequest(http.MethodGet, c.authorizeURL(withPrompt), nil)
+		assert.Equal(t, "/consent", authorizeWith("none", withPrompt), "prompt=consent in the query")
+		u, _ := url.Parse(c.authorizeURL(withPrompt))
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/authorize", strings.NewReader(u.RawQuery))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Sec-Fetch-Site", "none")
 		resp, err := c.browser.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
-		assert.Equal(t, "/consent", location(t, resp).Path, "prompt=consent in the query")
-		u, _ := url.Parse(c.authorizeURL(withPrompt))
-		req, _ = http.NewRequest(http.MethodPost, f.srv.URL+"/authorize", strings.NewReader(u.RawQuery))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Sec-Fetch-Site", "none")
-		resp, err = c.browser.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
 		assert.Equal(t, "/consent", location(t, resp).Path, "prompt=consent in a POST body")
-		req, _ = http.NewRequest(http.MethodGet, c.authorizeURL(func(q url.Values) { q.Set("scope", "openid email profile") }), nil)
-		req.Header.Set("Sec-Fetch-Site", "none")
-		resp, err = c.browser.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		assert.Equal(t, "/consent", location(t, resp).Path, "approval is per set of scopes: these were not approved")
-		req, _ = http.NewRequest(http.MethodGet, c.authorizeURL(func(q url.Values) { q.Set("scope", "email openid email") }), nil)
-		req.Header.Set("Sec-Fetch-Site", "none")
-		resp, err = c.browser.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		assert.Equal(t, "/oauth2/authorize", location(t, resp).Path, "the approved set in another order, one repeated")
+		assert.Equal(t, "/consent", authorizeWith("none", func(q url.Values) { q.Set("scope", "openid email profile") }),
+			"approval is per set of scopes: these were not approved")
+		assert.Equal(t, "/oauth2/authorize", authorizeWith("none", func(q url.Values) { q.Set("scope", "email openid email") }),
+			"the approved set in another order, one repeated")
 		other := f.register("http://127.0.0.1:9999/other")
 		req, _ = http.NewRequest(http.MethodGet, other.authorizeURL(nil), nil)
 		req.Header.Set("Sec-Fetch-Site", "none")
