@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -57,6 +58,7 @@ type cimdFetcher struct {
 	client        *http.Client
 	allowLoopback bool
 	now           func() time.Time
+	logger        *slog.Logger // says when a stale document stands in; nil: silent
 	// lookupIP resolves a host name; tests replace it.
 	lookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
 
@@ -182,6 +184,10 @@ func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall)
 	case err == nil:
 		staleUntil = f.now().Add(ttl + cimdMaxTTL)
 	case errors.Is(err, errCIMDUnreachable) && prev.rec != nil && f.now().Before(prev.staleUntil):
+		if f.logger != nil {
+			f.logger.Warn("cognitomcp: client metadata document unreachable; the last good copy stands in",
+				"client_id", truncate(clientID, 200), "until", prev.staleUntil, "reason", err.Error())
+		}
 		rec, ttl, err, staleUntil = prev.rec, cimdFailureTTL, nil, prev.staleUntil
 	case errors.Is(err, errCIMDUnreachable):
 		rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: %w: %w", errInvalidClientMetadata, ErrUnavailable, err)
@@ -191,22 +197,28 @@ func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall)
 	return cloneClientRecord(rec), err
 }
 
-// store caches e, keeping at most cimdMaxEntries: expired entries go first,
-// then arbitrary ones. f.mu is held.
+// store caches e, keeping at most cimdMaxEntries. Entries of no more use
+// go first (expired, with no document that may still stand in), then
+// failures (so that a flood of bad client ids cannot push out the good
+// copies an outage needs), then arbitrary ones. f.mu is held.
 func (f *cimdFetcher) store(key string, e cimdEntry) {
 	if _, ok := f.cache[key]; !ok && len(f.cache) >= cimdMaxEntries {
 		now := f.now()
-		for k, old := range f.cache {
-			if !now.Before(old.expires) {
-				delete(f.cache, k)
+		evict := func(drop func(cimdEntry) bool) {
+			for k, old := range f.cache {
+				if len(f.cache) < cimdMaxEntries {
+					return
+				}
+				if drop(old) {
+					delete(f.cache, k)
+				}
 			}
 		}
-		for k := range f.cache {
-			if len(f.cache) < cimdMaxEntries {
-				break
-			}
-			delete(f.cache, k)
-		}
+		evict(func(old cimdEntry) bool {
+			return !now.Before(old.expires) && (old.rec == nil || !now.Before(old.staleUntil))
+		})
+		evict(func(old cimdEntry) bool { return old.rec == nil })
+		evict(func(cimdEntry) bool { return true })
 	}
 	f.cache[key] = e
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -621,4 +622,51 @@ func TestCIMDHostOutage(t *testing.T) {
 	_, err = fetch("/d.json")
 	assert.ErrorIs(t, err, errInvalidClientMetadata, "a document gone for good")
 	assert.NotErrorIs(t, err, ErrUnavailable)
+}
+
+// TestCIMDFailureKinds: a refused address and a name that does not exist
+// are definite (invalid client metadata, never ErrUnavailable); a host that
+// stops answering (connection refused) is an outage, for which the last
+// good document stands in; and the cache, when full, drops failures before
+// a document that may still stand in.
+func TestCIMDFailureKinds(t *testing.T) {
+	clock := newStepClock()
+	var srv *cimdTestServer
+	srv = newCIMDTestServer(t, map[string]http.HandlerFunc{
+		"/client.json": func(w http.ResponseWriter, r *http.Request) {
+			serveDoc(cimdTestDoc("https://"+r.Host+"/client.json", nil), "")(w, r)
+		},
+	})
+	_, port, _ := strings.Cut(srv.Listener.Addr().String(), ":")
+	res := &fakeResolver{names: map[string][]string{"example.com": {"127.0.0.1"}, "metadata.test": {"169.254.169.254"}}}
+	f := newCIMDFetcher(srv.Client(), true, clock.Now)
+	f.lookupIP = func(ctx context.Context, host string) ([]netip.Addr, error) {
+		if host == "nx.test" {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		return res.lookup(ctx, host)
+	}
+	for _, host := range []string{"metadata.test", "nx.test"} {
+		_, err := f.fetch(t.Context(), "https://"+host+":"+port+"/client.json")
+		assert.ErrorIs(t, err, errInvalidClientMetadata, host)
+		assert.NotErrorIs(t, err, ErrUnavailable, host)
+	}
+
+	good := "https://example.com:" + port + "/client.json"
+	_, err := f.fetch(t.Context(), good)
+	require.NoError(t, err)
+	srv.Close()
+	clock.Advance(11 * time.Minute)
+	rec, err := f.fetch(t.Context(), good)
+	require.NoError(t, err, "connection refused: the last good copy stands in")
+	assert.Equal(t, good, rec.ID)
+
+	clock.Advance(2 * time.Minute) // the standing-in copy's minute has passed; its 24 h have not
+	f.mu.Lock()
+	for i := range cimdMaxEntries {
+		f.store(fmt.Sprintf("https://bad%d.example/x", i), cimdEntry{err: errInvalidClientMetadata, expires: clock.Now().Add(time.Minute)})
+	}
+	_, kept := f.cache[good]
+	f.mu.Unlock()
+	assert.True(t, kept, "a flood of failures does not push out a copy that may stand in")
 }

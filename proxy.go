@@ -421,6 +421,7 @@ func (p *Proxy) configureClients(_ context.Context, cfg *ProxyConfig) error {
 	p.upstreamRedirect = cfg.UpstreamClientRedirectURIs
 	if !cfg.DisableClientIDMetadataDocuments {
 		p.cimd = newCIMDFetcher(p.httpClient, cfg.InsecureAllowLoopbackMetadataDocuments, p.now)
+		p.cimd.logger = p.logger
 	}
 	p.limits = newLimiters(cfg.RateLimits, p.now)
 	p.clientIP = cfg.ClientIP
@@ -699,7 +700,10 @@ func oauthError(status int, code, description string, cause error) *Error {
 // description and the cause, which never hold a token.
 func (p *Proxy) logRefusal(r *http.Request, e *Error, attrs ...any) {
 	level := slog.LevelInfo
-	if e.Status >= 500 {
+	switch {
+	case e.Status >= 500 && errors.Is(e.Err, errInvalidClientMetadata):
+		level = slog.LevelWarn // a client's document host down: anyone can name one
+	case e.Status >= 500:
 		level = slog.LevelError
 	}
 	args := append([]any{"endpoint", r.URL.Path, "status", e.Status, "error", e.Code}, attrs...)
