@@ -631,8 +631,7 @@ func TestCIMDHostOutage(t *testing.T) {
 // a document that may still stand in.
 func TestCIMDFailureKinds(t *testing.T) {
 	clock := newStepClock()
-	var srv *cimdTestServer
-	srv = newCIMDTestServer(t, map[string]http.HandlerFunc{
+	srv := newCIMDTestServer(t, map[string]http.HandlerFunc{
 		"/client.json": func(w http.ResponseWriter, r *http.Request) {
 			serveDoc(cimdTestDoc("https://"+r.Host+"/client.json", nil), "")(w, r)
 		},
