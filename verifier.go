@@ -46,6 +46,15 @@ type VerifierConfig struct {
 	// RequiredScopes must all be in an access token's scope claim. Optional.
 	RequiredScopes []string
 
+	// Audience, when set, must be in an access token's aud claim, which
+	// Cognito sets to the resource the client asked for (resource binding,
+	// RFC 8707: managed login, Essentials or Plus tier): set it to this
+	// server's resource URL, and a token of the same pool and app client for
+	// another resource server is refused (MCP: a server accepts only tokens
+	// issued for it). Default empty: aud is not checked, as Cognito's access
+	// tokens carry none without resource binding. Access tokens only.
+	Audience string
+
 	// ClockSkew is the tolerance on exp, nbf and iat. Default 0; at most 5m.
 	ClockSkew time.Duration
 
@@ -101,6 +110,7 @@ type Verifier struct {
 	issuers   []string
 	clientIDs []string
 	use       TokenUse
+	audience  string // VerifierConfig.Audience; access tokens only
 	scopes    []string
 	skew      time.Duration
 	now       func() time.Time
@@ -176,6 +186,7 @@ func newVerifierWithDiscovery(ctx context.Context, cfg VerifierConfig) (*Verifie
 		issuers:   issuers,
 		clientIDs: slices.Clone(cfg.ClientIDs),
 		use:       use,
+		audience:  cfg.Audience,
 		scopes:    slices.Clone(cfg.RequiredScopes),
 		skew:      cfg.ClockSkew,
 		now:       now,
@@ -445,6 +456,9 @@ func (v *Verifier) checkUseAndClient(w *cognitoClaims) (string, error) {
 	}
 	if client == "" || !slices.Contains(v.clientIDs, client) {
 		return "", tokenError(ErrWrongClient, "invalid token")
+	}
+	if v.use == AccessToken && v.audience != "" && !slices.Contains(w.Audience, v.audience) {
+		return "", tokenError(fmt.Errorf("%w: %.80q", ErrWrongAudience, []string(w.Audience)), "invalid token")
 	}
 	return client, nil
 }

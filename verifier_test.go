@@ -454,3 +454,30 @@ func TestRegionFromPoolID(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+// TestVerifierAudience: with Audience set, an access token must carry it in
+// aud (Cognito's resource binding): a token bound to another resource, or to
+// none, is refused as issued for another resource; without Audience aud is
+// not looked at.
+func TestVerifierAudience(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	const mine = "https://mcp.example.com/mcp"
+	v, err := cognitomcp.NewVerifier(t.Context(), cognitomcp.VerifierConfig{
+		UserPoolID: f.pool.PoolID, ClientIDs: []string{f.client.ID}, Audience: mine,
+		HTTPClient: f.pool.HTTPClient(), Now: f.clock.Now,
+	})
+	require.NoError(t, err)
+	bound := func(resource string) string {
+		return f.accessToken(func(o *cognitotest.TokenOptions) { o.Resource = resource })
+	}
+	c, err := v.Verify(t.Context(), bound(mine))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", c.Username)
+	for name, tok := range map[string]string{"another resource": bound("https://other.example/mcp"), "no resource": bound("")} {
+		_, err := v.Verify(t.Context(), tok)
+		assert.ErrorIs(t, err, cognitomcp.ErrWrongAudience, name)
+		assert.ErrorIs(t, err, cognitomcp.ErrInvalidToken, name)
+	}
+	_, err = f.access.Verify(t.Context(), bound("https://other.example/mcp"))
+	assert.NoError(t, err, "without Audience, aud is not checked")
+}
