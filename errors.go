@@ -79,6 +79,20 @@ func tokenError(cause error, description string) *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: description, Err: cause}
 }
 
+// tokenFailures are the sentinels of a token that is not valid: a verifier
+// of one's own may return any of them bare.
+var tokenFailures = []error{ErrMalformedToken, ErrUnsupportedAlg, ErrUnknownKey, ErrInvalidSignature, ErrWrongIssuer,
+	ErrTokenExpired, ErrTokenNotYetValid, ErrWrongTokenUse, ErrWrongClient, ErrWrongAudience, ErrTokenRevoked}
+
+func isTokenFailure(err error) bool {
+	for _, s := range tokenFailures {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // asError returns err as an *Error, classifying anything else as a 500.
 func asError(err error) *Error {
 	var e *Error
@@ -90,8 +104,12 @@ func asError(err error) *Error {
 		return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: "a bearer token is required", Err: err}
 	case errors.Is(err, ErrKeySetUnavailable), errors.Is(err, ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavail, Description: "the service is temporarily unavailable", Err: err}
-	case errors.Is(err, ErrInvalidToken):
+	case errors.Is(err, ErrInvalidToken) || isTokenFailure(err):
 		return tokenError(err, "invalid token")
+	case errors.Is(err, ErrInvalidRequest):
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: "malformed authorization", Err: err}
+	case errors.Is(err, ErrInsufficientScope):
+		return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope, Description: "the token lacks a required scope", Err: err}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: CodeServerError, Description: "internal error", Err: err}
 }

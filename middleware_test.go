@@ -254,6 +254,8 @@ func TestRequireTokenVerifierFuncErrors(t *testing.T) {
 		wantCode   string
 	}{
 		{fmt.Errorf("unknown key: %w", cognitomcp.ErrInvalidToken), 401, "invalid_token"},
+		{cognitomcp.ErrTokenExpired, 401, "invalid_token"}, // a token sentinel, bare
+		{fmt.Errorf("revoked upstream: %w", cognitomcp.ErrTokenRevoked), 401, "invalid_token"},
 		{fmt.Errorf("introspection down: %w", cognitomcp.ErrUnavailable), 503, "temporarily_unavailable"},
 		{errors.New("something else"), 500, "server_error"},
 		{nil, 200, ""},

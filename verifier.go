@@ -88,10 +88,11 @@ type VerifierConfig struct {
 // does the proxy's verifier of its own tokens.
 //
 // RequireToken answers a Verify error by what it wraps: an *Error as it
-// says; ErrInvalidToken (or an error of this package that matches it), 401
-// invalid_token, which makes an MCP client sign in again; ErrUnavailable,
+// says; ErrInvalidToken or any of the token sentinels (ErrTokenExpired,
+// ErrWrongClient…), 401 invalid_token, which makes an MCP client sign in
+// again; ErrInsufficientScope, 403; ErrUnavailable or ErrKeySetUnavailable,
 // 503 with Retry-After; anything else, 500 server_error, which no client
-// recovers from. A verifier of its own should wrap one of the first three.
+// recovers from. A verifier of its own should wrap one of these.
 type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*Claims, error)
 }
@@ -315,7 +316,8 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*discove
 // signature with the pool's key for that kid (an unknown kid refetches the
 // JWKS at most once per JWKSRefreshInterval); iss (either issuer form);
 // exp, nbf and iat with ClockSkew; token_use; client_id (access) or aud (ID)
-// among ClientIDs; RequiredScopes. Every failure is an *Error that wraps a
+// among ClientIDs; with Audience set, aud of an access token holding it;
+// RequiredScopes. Every failure is an *Error that wraps a
 // sentinel: a 401 invalid_token, a 403 insufficient_scope, or a 503 when the
 // signing keys cannot be fetched.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
