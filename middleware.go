@@ -332,9 +332,10 @@ func rejectAllBut(also string) (t [256]byte) {
 // claims hold at least one of groups (403 access_denied otherwise, with no
 // challenge: signing in again cannot help). It must run inside RequireToken
 // (or after NewContext); without claims it answers 401, so a forgotten
-// RequireToken never opens the door. It panics when given no group: a list
-// that came out empty (a configuration left blank) must not build a
-// middleware that admits nobody, or, for RequireAllGroups, everybody.
+// RequireToken never opens the door. It panics when given no group, or a
+// blank name or one with white space (what splitting an empty setting
+// gives): a list that came out empty must not build a middleware that
+// admits nobody, or, for RequireAllGroups, everybody.
 func RequireGroups(groups ...string) func(http.Handler) http.Handler {
 	groups = nonEmpty("RequireGroups", groups)
 	return requireClaims(func(c *Claims) error {
@@ -383,8 +384,8 @@ func groupError(groups []string) *Error {
 // scopes the client should request to step up: RequireToken's (or the
 // proxy's), those the token holds, and these (a client asks for exactly
 // what it is told, so a scope left out would be lost at the next sign-in).
-// Without claims it answers 401. It panics when given no scope, as
-// RequireGroups does.
+// Without claims it answers 401. It panics when given no scope, or a blank
+// one, as RequireGroups does.
 func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 	scopes = nonEmpty("RequireScopes", scopes)
 	return requireClaims(func(c *Claims) error {

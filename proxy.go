@@ -28,8 +28,8 @@ const (
 	// ConsentRemember skips the page for a client this browser approved
 	// before for the same redirect URI and scopes (a signed cookie, honoured
 	// only on navigations the user started, as Sec-Fetch-Site tells: typed
-	// or opened by an application, "none", or from this site; never one
-	// another site pushed).
+	// or opened by an application, "none", or from this origin,
+	// "same-origin"; never one another site pushed).
 	ConsentRemember
 	// ConsentOff never shows it. Any registered client can then obtain a
 	// token for a user who has a Cognito session, with no click: use it only
@@ -80,9 +80,11 @@ type ProxyConfig struct {
 	// default port, no trailing slash.
 	BaseURL string
 	// MCPPath is the MCP endpoint's path under BaseURL. Default "/mcp".
-	// The protected resource is BaseURL+MCPPath, byte for byte.
+	// The protected resource is Issuer()+MCPPath (BaseURL in its canonical
+	// form, then MCPPath as given), byte for byte.
 	MCPPath string
-	// CallbackPath is the Cognito callback under BaseURL. Default "/auth/callback".
+	// CallbackPath is the Cognito callback under BaseURL. Default
+	// "/auth/callback". Cognito's app client must allow Issuer()+CallbackPath.
 	CallbackPath string
 	// ServiceName is what the consent page calls this server. Default: the
 	// host of BaseURL.
