@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -155,15 +154,11 @@ func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect stri
 // (they never register again) or asked for in a step-up challenge
 // (RequireScopes).
 func (p *Proxy) grantableScopes(requested string, client *clientRecord) ([]string, *Error) {
-	var scopes []string
-	for _, s := range strings.Fields(requested) {
-		if s == "offline_access" || slices.Contains(scopes, s) {
-			continue
-		}
+	scopes := requestedScopes(requested)
+	for _, s := range scopes {
 		if !slices.Contains(p.scopes, s) {
 			return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "a requested scope is not available", nil)
 		}
-		scopes = append(scopes, s)
 	}
 	if len(scopes) == 0 {
 		for _, s := range client.Scopes {

@@ -27,6 +27,18 @@ const (
 // Inspector ask for it, and the proxy always issues refresh tokens.
 const offlineAccess = "offline_access"
 
+// requestedScopes are the scopes of a scope parameter, each once, in order,
+// without offline_access: as /register, /authorize and a refresh read it.
+func requestedScopes(scope string) []string {
+	var out []string
+	for s := range strings.FieldsSeq(scope) {
+		if s != offlineAccess && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // handleRegister is RFC 7591 dynamic client registration, in its steps: rate
 // limit per client IP; a JSON object of at most 64 KiB; metadata checked
 // (unknown fields ignored, known ones bounded); every redirect URI by
@@ -156,14 +168,9 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 // the proxy's scopes, except offline_access, which is dropped. Empty (or
 // offline_access alone) means every scope of the proxy.
 func (p *Proxy) registrationScopes(scope string) ([]string, error) {
-	var out []string
-	for s := range strings.FieldsSeq(scope) {
-		switch {
-		case slices.Contains(out, s):
-		case slices.Contains(p.scopes, s):
-			out = append(out, s)
-		case s == offlineAccess:
-		default:
+	out := requestedScopes(scope)
+	for _, s := range out {
+		if !slices.Contains(p.scopes, s) {
 			return nil, fmt.Errorf("scope %q is not supported; supported: %s", truncate(s, 60), strings.Join(p.scopes, " "))
 		}
 	}

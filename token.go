@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -301,13 +300,7 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	}
 	scopes := g.Scopes
 	if s := form.Get("scope"); s != "" {
-		// As at /authorize: offline_access and repeats are dropped.
-		scopes = nil
-		for _, sc := range strings.Fields(s) {
-			if sc != offlineAccess && !slices.Contains(scopes, sc) {
-				scopes = append(scopes, sc)
-			}
-		}
+		scopes = requestedScopes(s) // as at /authorize
 		if missing := missingScopes(g.Scopes, scopes); len(missing) > 0 {
 			return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "a refresh can only narrow the scope", nil)
 		}
