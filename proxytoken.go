@@ -171,8 +171,7 @@ func (p *Proxy) liveGrant(ctx context.Context, tc *proxyClaims, now time.Time) (
 func (p *Proxy) refreshForRequest(ctx context.Context, gid string, now time.Time) (*grantRecord, error) {
 	var g grantRecord
 	var e *Error
-	err := p.withGrantLock(ctx, gid, func() error {
-		ctx := context.WithoutCancel(ctx) // as in refreshLocked: finish what was started
+	err := p.withGrantLock(ctx, gid, func(ctx context.Context) error {
 		if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
 			if errors.Is(err, ErrNotFound) {
 				e = tokenError(fmt.Errorf("%w: grant revoked", ErrTokenRevoked), "token revoked")

@@ -49,7 +49,7 @@ func (p *Proxy) revokeRefreshToken(ctx context.Context, client *clientRecord, to
 	if !ok {
 		return false, nil
 	}
-	return true, p.withGrantLock(ctx, gid, func() error {
+	return true, p.withGrantLock(ctx, gid, func(ctx context.Context) error {
 		var g grantRecord
 		if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
 			if errors.Is(err, ErrNotFound) {

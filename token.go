@@ -220,7 +220,7 @@ func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) {
 	if p.get(ctx, storeKey(kindUsed, code), &gid) != nil {
 		return
 	}
-	revoke := func() error {
+	revoke := func(ctx context.Context) error {
 		var g grantRecord
 		switch err := p.get(ctx, storeKey(kindGrant, gid), &g); {
 		case errors.Is(err, ErrNotFound):
@@ -234,7 +234,7 @@ func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) {
 	}
 	if err := p.withGrantLock(ctx, gid, revoke); err != nil {
 		p.logger.Warn("cognitomcp: revoking the grant of a replayed code without its lock", "reason", err.Error())
-		_ = revoke()
+		_ = revoke(ctx)
 	}
 }
 
@@ -257,7 +257,7 @@ func (p *Proxy) refresh(ctx context.Context, client *clientRecord, form url.Valu
 	}
 	var resp *tokenResponse
 	var e *Error
-	err := p.withGrantLock(ctx, gid, func() error {
+	err := p.withGrantLock(ctx, gid, func(ctx context.Context) error {
 		resp, e = p.refreshLocked(ctx, client, form, gid, gen, mac)
 		return nil
 	})
@@ -268,10 +268,6 @@ func (p *Proxy) refresh(ctx context.Context, client *clientRecord, form url.Valu
 }
 
 func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form url.Values, gid string, gen int, mac []byte) (*tokenResponse, *Error) {
-	// Once the lock is held the work is finished even if the client goes
-	// away: Cognito may have rotated its refresh token, and a grant not
-	// stored would keep the old one, which Cognito no longer takes.
-	ctx = context.WithoutCancel(ctx)
 	var g grantRecord
 	if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
 		return nil, grantLoadError(err)
@@ -421,8 +417,12 @@ func parseRefreshToken(raw string) (gid string, gen int, mac []byte, ok bool) {
 // withGrantLock runs fn under the lock of grant gid, shared by every
 // replica: the rotations, Cognito refreshes and revocations of one sign-in
 // never overlap. With a store's shared lock it waits at most lockWait.
-func (p *Proxy) withGrantLock(ctx context.Context, gid string, fn func() error) error {
-	return p.withLock(ctx, "grant:"+gid, lockWait, fn)
+// Waiting for the lock ends with ctx; once it is held, fn's context does
+// not: work begun under the lock is finished even if the client goes away
+// (Cognito may have rotated its refresh token, and a grant not stored
+// would keep the old one, which Cognito no longer takes).
+func (p *Proxy) withGrantLock(ctx context.Context, gid string, fn func(ctx context.Context) error) error {
+	return p.withLock(ctx, "grant:"+gid, lockWait, func() error { return fn(context.WithoutCancel(ctx)) })
 }
 
 // revokeGrant ends a sign-in: the grant goes, so every refresh token of its
