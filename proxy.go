@@ -762,7 +762,6 @@ func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
 	if err := singleValued(form); err != nil {
 		return nil, err
 	}
-	r.PostForm = form
 	return form, nil
 }
 

@@ -60,7 +60,7 @@ type CacheStore struct {
 	s        store.StoreInterface
 	prefix   string
 	kind     string           // store.GetType(), fixed at construction
-	notFound func(error) bool // CacheStoreOptions.IsNotFound, or nil
+	notFound func(error) bool // CacheStoreOptions.IsNotFound, or bigcacheNotFound
 	now      func() time.Time // tests replace it
 }
 
