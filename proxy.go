@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -197,7 +196,7 @@ type Proxy struct {
 
 	keys       *keyRing
 	store      Store
-	localLocks [64]sync.Mutex
+	localLocks [64]chan struct{} // one-slot semaphores: withLock without a Locker
 
 	accessTTL, refreshTTL, grace, clientTTL, revocationCheck time.Duration
 	origins                                                  []string
@@ -228,6 +227,9 @@ func NewProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 	}
 	if p.httpClient == nil {
 		p.httpClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	for i := range p.localLocks {
+		p.localLocks[i] = make(chan struct{}, 1)
 	}
 	steps := []func(context.Context, *ProxyConfig) error{
 		p.configureURLs, p.configureLifetimes, p.configureStore, p.configureKeys,

@@ -198,17 +198,26 @@ func kindOf(key string) string {
 
 // withLock runs fn holding the lock name, shared by every replica when the
 // store is a Locker, and per process otherwise. It waits for a held lock up
-// to wait, polling.
+// to wait, and no longer than ctx.
 func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, fn func() error) error {
+	deadline := time.Now().Add(wait)
+	held := func() error { return fmt.Errorf("%w: lock %s held too long", ErrUnavailable, kindOf(name)) }
 	l, ok := p.store.(Locker)
 	if !ok {
-		mu := &p.localLocks[hashIndex(name, len(p.localLocks))]
-		mu.Lock()
-		defer mu.Unlock()
+		sem := p.localLocks[hashIndex(name, len(p.localLocks))]
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return held()
+		}
+		defer func() { <-sem }()
 		return fn()
 	}
 	key := storeKey(kindLock, name)
-	deadline := time.Now().Add(wait)
 	delay := 5 * time.Millisecond
 	for {
 		unlock, err := l.Lock(ctx, key, lockTTL)
@@ -220,7 +229,7 @@ func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, f
 			return storeError("lock", err)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: lock %s held too long", ErrUnavailable, kindOf(name))
+			return held()
 		}
 		t := time.NewTimer(delay)
 		select {

@@ -930,3 +930,37 @@ func TestCacheStoreIsNotFound(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrNotFound, "an error not recognised is the backend's")
 	assert.Error(t, s.Delete(t.Context(), "k"))
 }
+
+// TestLocalLockBounded: with a store that is not a Locker, the in-process
+// lock serialises holders of one name, and a waiter gives up after its wait
+// (ErrUnavailable) or when its context ends, instead of queueing for ever.
+func TestLocalLockBounded(t *testing.T) {
+	fx := newRegisterTestProxy(t, func(cfg *ProxyConfig) {
+		cfg.Store = NewCacheStore(newGoCacheSpy(t), CacheStoreOptions{})
+		cfg.InsecureAllowNonAtomicStore = true // one process: the fallback is all the locking there is
+	})
+	p := fx.p
+	entered, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- p.withLock(t.Context(), "grant:a", time.Second, func() error {
+			close(entered)
+			<-release
+			return nil
+		})
+	}()
+	<-entered
+
+	ran := false
+	err := p.withLock(t.Context(), "grant:a", 20*time.Millisecond, func() error { ran = true; return nil })
+	assert.ErrorIs(t, err, ErrUnavailable, "a waiter gives up after its wait")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err = p.withLock(ctx, "grant:a", time.Minute, func() error { ran = true; return nil })
+	assert.ErrorIs(t, err, context.Canceled, "a waiter gives up when its request ends")
+	assert.False(t, ran, "no waiter ran while the lock was held")
+
+	close(release)
+	require.NoError(t, <-done)
+	require.NoError(t, p.withLock(t.Context(), "grant:a", 20*time.Millisecond, func() error { ran = true; return nil }))
+	assert.True(t, ran, "the lock is free once its holder is done")
+}
