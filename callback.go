@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -57,7 +58,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	code := randomToken(32)
 	rec := codeRecord{GrantID: grant.ID, ClientID: txn.ClientID, RedirectURI: txn.RedirectURI, RedirectURIGiven: txn.RedirectURIGiven,
-		CodeChallenge: txn.CodeChallenge, Scopes: txn.Scopes, Resource: txn.Resource, ExpiresAt: p.now().Add(codeTTL)}
+		CodeChallenge: txn.CodeChallenge, Scopes: grant.Scopes, Resource: txn.Resource, ExpiresAt: p.now().Add(codeTTL)}
 	if err := p.put(r.Context(), storeKey(kindCode, code), &rec, codeTTL); err != nil {
 		p.redirectError(w, r, txn.RedirectURI, txn.State, asError(err))
 		return
@@ -115,15 +116,20 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 	if err != nil {
 		return nil, fail("exchange code at Cognito", upstreamError(err))
 	}
-	user, expiry, err := p.verifyUpstream(ctx, tok, txn.UpstreamNonce)
+	user, expiry, held, err := p.verifyUpstream(ctx, tok, txn.UpstreamNonce)
 	if err != nil {
 		p.logger.Error("cognitomcp: Cognito's tokens failed verification at the callback; check ProxyConfig.ClientID and the pool", "reason", err.Error())
 		return nil, fail("verify Cognito tokens", err)
 	}
+	scopes := grantedScopes(txn.Scopes, held)
+	if len(scopes) == 0 {
+		return nil, oauthError(http.StatusForbidden, CodeAccessDenied, "the identity provider granted none of the requested scopes",
+			errors.New("cognito's access token holds none of the requested scopes"))
+	}
 	now := p.now()
 	grant := &grantRecord{
 		ID: randomToken(16), Secret: randomToken(32), ClientID: txn.ClientID, ClientName: txn.ClientName,
-		Scopes: txn.Scopes, Resource: txn.Resource, User: *user,
+		Scopes: scopes, Resource: txn.Resource, User: *user,
 		Upstream:  upstreamTokens{RefreshToken: tok.RefreshToken, Expiry: expiry},
 		CreatedAt: now, ExpiresAt: now.Add(p.refreshTTL),
 	}
@@ -168,38 +174,52 @@ func upstreamError(err error) error {
 
 // verifyUpstream verifies Cognito's access token and its ID token (with the
 // nonce the proxy sent, when it sent one: the ID token is then required;
-// at a refresh it may be absent), and returns the
-// user's claims and the access token's expiry, from its exp claim.
-func (p *Proxy) verifyUpstream(ctx context.Context, tok *oauth2.Token, nonce string) (*userClaims, time.Time, error) {
+// at a refresh it may be absent), and returns the user's claims, the
+// access token's expiry (its exp claim) and its scopes.
+func (p *Proxy) verifyUpstream(ctx context.Context, tok *oauth2.Token, nonce string) (*userClaims, time.Time, []string, error) {
+	fail := func(err error) (*userClaims, time.Time, []string, error) { return nil, time.Time{}, nil, err }
 	access, err := p.verifier.Verify(ctx, tok.AccessToken)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("access token: %w", err)
+		return fail(fmt.Errorf("access token: %w", err))
 	}
 	user := &userClaims{Subject: access.Subject, Username: access.Username, Groups: access.Groups,
 		Issuer: access.Issuer, AppID: access.ClientID, Raw: access.raw}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
 		if nonce != "" { // the callback: openid is always asked, so Cognito sends one
-			return nil, time.Time{}, errors.New("no ID token to check the nonce against")
+			return fail(errors.New("no ID token to check the nonce against"))
 		}
-		return user, access.Expiry, nil
+		return user, access.Expiry, access.Scopes, nil
 	}
 	id, err := p.idVerifier.Verify(ctx, rawID)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("ID token: %w", err)
+		return fail(fmt.Errorf("ID token: %w", err))
 	}
 	var extra struct {
 		Nonce string `json:"nonce"`
 	}
 	if err := id.Decode(&extra); err != nil || (nonce != "" && extra.Nonce != nonce) {
-		return nil, time.Time{}, errors.New("ID token: nonce does not match")
+		return fail(errors.New("ID token: nonce does not match"))
 	}
 	if id.Subject != access.Subject {
-		return nil, time.Time{}, errors.New("ID token: sub differs from the access token's")
+		return fail(errors.New("ID token: sub differs from the access token's"))
 	}
 	user.Email = id.Email
 	user.Raw = mergeClaims(access.raw, id.raw)
-	return user, access.Expiry, nil
+	return user, access.Expiry, access.Scopes, nil
+}
+
+// grantedScopes are the scopes of want that Cognito's access token holds,
+// in want's order: a pre-token generation trigger may suppress scopes per
+// user, and a scope Cognito withheld is not the proxy's to give.
+func grantedScopes(want, upstream []string) []string {
+	out := make([]string, 0, len(want))
+	for _, s := range want {
+		if slices.Contains(upstream, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // mergeClaims merges two JSON objects; keys of b win.

@@ -512,3 +512,37 @@ func TestProxyGrantFollowsTheResource(t *testing.T) {
 	moved.Handler(mcpEcho).ServeHTTP(rec, req)
 	assert.Equal(t, http.StatusOK, rec.Code, "the refreshed token is for the endpoint as it is now: %s", rec.Body.String())
 }
+
+// TestProxyScopesCognitoWithholds: a scope Cognito leaves out of its access
+// token (a pre-token generation trigger suppressing it for a user) is not
+// granted by the proxy either: not in the token response, not in the
+// claims the MCP handler sees, and not after a refresh at Cognito that
+// withholds one more; a sign-in Cognito grants none of the requested
+// scopes for ends in access_denied.
+func TestProxyScopesCognitoWithholds(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	suppress := []string{"email"}
+	f.pool.SetPreTokenGeneration(func(string, []string) []string { return suppress })
+	c := f.register(loopbackRedirect)
+	all := func(q url.Values) { q.Set("scope", "openid email profile") }
+
+	status, out := c.token(url.Values{"grant_type": {"authorization_code"}, "code": {c.signIn(all).Get("code")},
+		"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}})
+	require.Equal(t, http.StatusOK, status, out)
+	assert.Equal(t, "openid profile", out["scope"], "Cognito withheld email")
+	_, claims := f.mcp(out["access_token"].(string))
+	assert.Equal(t, []any{"openid", "profile"}, claims["scopes"])
+
+	suppress = []string{"email", "profile"}
+	f.clock.Advance(time.Hour) // Cognito's access token is due: the refresh goes to Cognito
+	status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {out["refresh_token"].(string)}})
+	require.Equal(t, http.StatusOK, status, out)
+	assert.Equal(t, "openid", out["scope"], "Cognito withheld profile at the refresh")
+	_, claims = f.mcp(out["access_token"].(string))
+	assert.Equal(t, []any{"openid"}, claims["scopes"])
+
+	suppress = []string{"openid", "email", "profile"}
+	q := c.signIn(all)
+	assert.Equal(t, "access_denied", q.Get("error"), "Cognito granted none of the requested scopes")
+	assert.Empty(t, q.Get("code"))
+}

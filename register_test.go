@@ -578,7 +578,7 @@ func TestVerifyUpstream(t *testing.T) {
 		{"no ID token at a refresh", &oauth2.Token{AccessToken: access}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			user, _, err := fx.p.verifyUpstream(t.Context(), tc.tok, tc.nonce)
+			user, _, _, err := fx.p.verifyUpstream(t.Context(), tc.tok, tc.nonce)
 			if tc.want == "" {
 				require.NoError(t, err)
 				assert.Equal(t, "alice", user.Username)

@@ -310,6 +310,9 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	if e := p.refreshUpstreamIfDue(ctx, &g, now); e != nil {
 		return nil, e
 	}
+	if scopes = grantedScopes(scopes, g.Scopes); len(scopes) == 0 { // Cognito withheld them just now
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "the identity provider no longer grants the requested scopes", nil)
+	}
 	g.Generation, g.RotatedAt, g.RotatedScopes = g.Generation+1, now, scopes
 	if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
 		return nil, asError(err)
@@ -341,7 +344,9 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 }
 
 // refreshUpstream refreshes g's Cognito tokens and re-verifies them. Cognito
-// usually sends no new refresh token; the old one is kept then.
+// usually sends no new refresh token; the old one is kept then. The grant
+// keeps only the scopes Cognito's new access token holds (a pre-token
+// generation trigger may withhold some since); none left is invalid_grant.
 func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 	if g.Upstream.RefreshToken == "" {
 		return &oauth2.RetrieveError{ErrorCode: CodeInvalidGrant}
@@ -352,11 +357,15 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 	if err != nil {
 		return err
 	}
-	user, expiry, err := p.verifyUpstream(ctx, tok, "")
+	user, expiry, held, err := p.verifyUpstream(ctx, tok, "")
 	if err != nil {
 		return fmt.Errorf("refreshed Cognito tokens fail verification: %w", err)
 	}
-	g.User = *user
+	scopes := grantedScopes(g.Scopes, held)
+	if len(scopes) == 0 { // Cognito now withholds every scope of the grant
+		return &oauth2.RetrieveError{ErrorCode: CodeInvalidGrant}
+	}
+	g.User, g.Scopes = *user, scopes
 	g.Upstream = upstreamTokens{RefreshToken: tok.RefreshToken, Expiry: expiry}
 	p.logger.Info("cognitomcp: refreshed Cognito tokens", "sub", user.Subject, "mcp_client", g.ClientID)
 	return nil

@@ -229,6 +229,13 @@ func (p *UserPool) tokensFor(sess session, u User, nonce string) *tokenResponse 
 		nonce: nonce, issuer: p.Issuer, authTime: sess.authTime, issuedAt: p.now(),
 		originJTI: sess.originJTI, eventID: sess.eventID,
 	}
+	p.mu.Lock()
+	preToken := p.preToken
+	p.mu.Unlock()
+	if preToken != nil {
+		suppress := preToken(u.Username, slices.Clone(sess.scopes))
+		is.scopes = slices.DeleteFunc(slices.Clone(sess.scopes), func(s string) bool { return slices.Contains(suppress, s) })
+	}
 	at := p.signAs(false, p.accessClaims(is, p.opts.AccessTokenTTL), nil)
 	resp := &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(p.opts.AccessTokenTTL.Seconds())}
 	if slices.Contains(sess.scopes, "openid") {

@@ -142,6 +142,7 @@ type UserPool struct {
 	refresh   map[string]*refreshToken
 	sessions  map[string]*session // by origin_jti
 	autoLogin string
+	preToken  func(username string, scopes []string) (suppress []string)
 	rotation  bool
 	faults    map[Endpoint]*Fault
 	grants    map[string]int
@@ -393,6 +394,19 @@ func (p *UserPool) AddResourceServer(identifier string, scopes ...string) {
 func (p *UserPool) SetAutoLogin(username string) {
 	p.mu.Lock()
 	p.autoLogin = username
+	p.mu.Unlock()
+}
+
+// SetPreTokenGeneration plays a pre-token generation Lambda trigger (event
+// version V2_0, Essentials or Plus tier) that suppresses scopes: f is
+// called for every token response to a user, at a code's exchange and at
+// each refresh, with the user's name and the session's scopes, and the
+// scopes it returns are left out of that access token's scope claim, as
+// the trigger's claimsAndScopeOverrideDetails.accessTokenGeneration.
+// scopesToSuppress does. nil removes the trigger.
+func (p *UserPool) SetPreTokenGeneration(f func(username string, scopes []string) (suppress []string)) {
+	p.mu.Lock()
+	p.preToken = f
 	p.mu.Unlock()
 }
 
