@@ -1402,7 +1402,7 @@ func attackMatrix() []attackRow {
 				a.register(loopbackRedirect)
 			},
 			act:    registerBody(registration([]string{loopbackRedirect}, nil)),
-			status: 429, code: "slow_down",
+			status: 429, code: "temporarily_unavailable",
 			check: func(t *testing.T, _ *attackEnv, _ *attackScene, o *attackOutcome) {
 				assert.NotEmpty(t, o.header.Get("Retry-After"))
 			}},
@@ -1475,6 +1475,9 @@ func attackMatrix() []attackRow {
 		{name: "token-endpoint/an access token presented as a refresh token", arrange: withTokens,
 			act:    refresh(func(s *attackScene) string { return s.access }),
 			status: 401, code: invalidGrant, check: grantAlive},
+		{name: "token-endpoint/a refresh without refresh_token is a bad request, not a dead grant", arrange: withTokens,
+			act:    refresh(func(*attackScene) string { return "" }),
+			status: 400, code: "invalid_request", check: grantAlive},
 		{name: "token-endpoint/refresh widening the scope", arrange: withTokens,
 			act: func(a *attackEnv, s *attackScene) *attackOutcome {
 				form := refreshOf(s.c, s.refresh)
@@ -1500,9 +1503,9 @@ func attackMatrix() []attackRow {
 				}
 			},
 			act:    redeem(func(*attackEnv, *attackScene, url.Values) {}),
-			status: 429, code: "slow_down",
+			status: 429, code: "temporarily_unavailable", // slow_down would send TS SDK clients back to sign in
 			check: func(t *testing.T, _ *attackEnv, _ *attackScene, o *attackOutcome) {
-				assert.NotEmpty(t, o.header.Get("Retry-After"))
+				assert.Equal(t, "30", o.header.Get("Retry-After"), "two a minute: one refills in 30 s")
 			}},
 
 		// --- Mix-up.

@@ -46,7 +46,9 @@ const (
 	CodeTemporarilyUnavail   = "temporarily_unavailable"
 	CodeInvalidRedirectURI   = "invalid_redirect_uri"
 	CodeInvalidClientMeta    = "invalid_client_metadata"
-	CodeSlowDown             = "slow_down"
+	// CodeSlowDown is RFC 8628's "slow down"; the proxy no longer answers
+	// it (see rateLimited) and keeps it for code that compares against it.
+	CodeSlowDown = "slow_down"
 )
 
 // Error is a failure as the HTTP layer answers it: a status, an OAuth error

@@ -558,3 +558,27 @@ func TestFailureClientGoneDuringCognitoRefresh(t *testing.T) {
 	status, out = failureRefresh(c, out["refresh_token"].(string))
 	assert.Equal(t, http.StatusOK, status, "Cognito's rotated refresh token was kept: %v", out)
 }
+
+// TestFailureRotatedRefreshTokenKept: Cognito rotates its refresh token at
+// a refresh whose new tokens then fail verification (new signing keys,
+// and the JWKS unreachable): the refresh is 503, and the grant keeps
+// Cognito's new refresh token, the only one Cognito takes now, so the
+// retry after the outage succeeds instead of signing the user out.
+func TestFailureRotatedRefreshTokenKept(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	f.pool.SetRefreshTokenRotation(true)
+	c := f.register(loopbackRedirect)
+	_, rt := c.login()
+	f.clock.Advance(time.Hour + time.Minute) // Cognito's access token expired: the refresh goes upstream
+
+	f.pool.RotateKeys()
+	f.pool.DropOldKeys()
+	f.pool.InjectFault(cognitotest.EndpointJWKS, cognitotest.Fault{Status: http.StatusInternalServerError})
+	status, out := failureRefresh(c, rt)
+	assertUpstreamDown(t, status, out)
+
+	f.pool.ClearFaults()
+	f.clock.Advance(2 * time.Minute) // past the JWKS refetch window
+	status, out = failureRefresh(c, rt)
+	assert.Equal(t, http.StatusOK, status, "the retry refreshes at Cognito with its rotated refresh token: %v", out)
+}

@@ -344,6 +344,10 @@ func (p *Proxy) configureStore(_ context.Context, cfg *ProxyConfig) error {
 	if a, ok := p.store.(interface{ AtomicTake() bool }); ok && !a.AtomicTake() && !cfg.InsecureAllowNonAtomicStore {
 		return errors.New("cognitomcp: ProxyConfig.Store: its Take is not atomic, so codes and refresh tokens could be redeemed twice across replicas; use NewRedisStore or NewMemoryStore, or set InsecureAllowNonAtomicStore")
 	}
+	if _, ok := p.store.(Locker); !ok {
+		// A wrapper (for metrics, tracing) that embeds Store hides Lock.
+		p.logger.Warn("cognitomcp: ProxyConfig.Store is not a Locker: a sign-in's refreshes and revocations are serialised within this process only, so with several replicas a refresh can store again a sign-in another replica revoked; a wrapper around a store must pass Lock through")
+	}
 	return nil
 }
 

@@ -546,3 +546,16 @@ func TestProxyScopesCognitoWithholds(t *testing.T) {
 	assert.Equal(t, "access_denied", q.Get("error"), "Cognito granted none of the requested scopes")
 	assert.Empty(t, q.Get("code"))
 }
+
+// TestProxyWarnsWithoutLocker: a store that is not a Locker (here a wrapper
+// that embeds Store, as one for metrics would, and so hides Lock) gets a
+// warning at start, since a sign-in's lock then holds in one process only;
+// a Locker gets none.
+func TestProxyWarnsWithoutLocker(t *testing.T) {
+	wrapped := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Store = struct{ cognitomcp.Store }{cognitomcp.NewMemoryStore()}
+	})
+	assert.Contains(t, wrapped.logs.String(), "is not a Locker")
+	plain := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = cognitomcp.NewMemoryStore() })
+	assert.NotContains(t, plain.logs.String(), "Locker")
+}

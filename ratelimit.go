@@ -186,16 +186,29 @@ func (l *rateLimiter) retryAfter() time.Duration {
 	return time.Duration(l.interval)
 }
 
-// writeRateLimited answers 429 with Retry-After (the whole seconds one
-// request's budget takes to refill) and the OAuth error "slow_down" (RFC 8628
-// §3.5, the one registered OAuth code that means "too many requests").
+// writeRateLimited answers 429 with Retry-After and the OAuth error
+// temporarily_unavailable.
 func writeRateLimited(w http.ResponseWriter, l *rateLimiter) {
-	secs := max(1, int(math.Ceil(l.retryAfter().Seconds())))
-	h := w.Header()
-	h.Set("Retry-After", strconv.Itoa(secs))
-	h.Set("Cache-Control", "no-store")
+	setRetryAfter(w, l)
+	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusTooManyRequests, map[string]string{
-		"error":             CodeSlowDown,
+		"error":             CodeTemporarilyUnavail,
 		"error_description": "too many requests from this address; retry later",
 	})
+}
+
+// rateLimited is the error of a request over its limit, answered 429 with
+// Retry-After (see setRetryAfter). Its code is temporarily_unavailable, not
+// RFC 8628's slow_down: an MCP client (the TypeScript SDK, and mcp-remote,
+// Claude Code and the Inspector through it) reads a code it does not know
+// at /token as a server error and answers it by sending the user back to
+// sign in; temporarily_unavailable it reports, and retries later.
+func rateLimited() *Error {
+	return oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavail, "too many requests from this address; retry later", nil)
+}
+
+// setRetryAfter sets Retry-After to the whole seconds one request's budget
+// of l takes to refill.
+func setRetryAfter(w http.ResponseWriter, l *rateLimiter) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(l.retryAfter().Seconds())))))
 }

@@ -47,7 +47,7 @@ func requestedScopes(scope string) []string {
 // secrets, so token_endpoint_auth_method is always "none".
 func (p *Proxy) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if !p.limits.register.allow(p.clientIP(r)) {
-		p.logRefusal(r, oauthError(http.StatusTooManyRequests, CodeSlowDown, "rate limited", nil), "client_ip", p.clientIP(r))
+		p.logRefusal(r, rateLimited(), "client_ip", p.clientIP(r))
 		writeRateLimited(w, p.limits.register)
 		return
 	}

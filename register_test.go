@@ -352,7 +352,7 @@ func TestRegisterRateLimit(t *testing.T) {
 		assert.Equal(t, "6", w.Header().Get("Retry-After"))
 		var r map[string]string
 		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &r))
-		assert.Equal(t, CodeSlowDown, r["error"])
+		assert.Equal(t, CodeTemporarilyUnavail, r["error"])
 	})
 	t.Run("another IP is fine", func(t *testing.T) {
 		assert.Equal(t, http.StatusCreated, fx.register(regBody(nil), "application/json", "192.0.2.11").Code)

@@ -35,6 +35,11 @@ var ErrStoreFull = errors.New("cognitomcp: store full")
 // Take must be atomic: of concurrent Takes of one key, across every replica
 // sharing the store, at most one returns the value. A Store whose Take is not
 // atomic must say so with an AtomicTake method returning false.
+//
+// A Store shared by several replicas should also be a Locker; the proxy
+// warns at start when it is not. A type that wraps a Store (for metrics or
+// tracing) by embedding it hides Lock: give the wrapper a Lock method that
+// calls the wrapped store's.
 type Store interface {
 	// Get returns the value of key, or ErrNotFound when absent or expired.
 	Get(ctx context.Context, key string) ([]byte, error)

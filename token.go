@@ -84,7 +84,8 @@ func (p *Proxy) handleToken(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) clientRequest(w http.ResponseWriter, r *http.Request) (url.Values, *clientRecord, bool) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !p.limits.token.allow(p.clientIP(r)) {
-		p.tokenError(w, r, oauthError(http.StatusTooManyRequests, CodeSlowDown, "too many requests", nil))
+		setRetryAfter(w, p.limits.token)
+		p.tokenError(w, r, rateLimited())
 		return nil, nil, false
 	}
 	form, e := parseForm(w, r)
@@ -251,6 +252,9 @@ func grantLoadError(err error) *Error {
 // again within the grace period, gets the same answer; any other old one
 // revokes the family.
 func (p *Proxy) refresh(ctx context.Context, client *clientRecord, form url.Values) (*tokenResponse, *Error) {
+	if form.Get("refresh_token") == "" { // RFC 6749 §5.2: a missing parameter, not a dead token
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "refresh_token is required", nil)
+	}
 	gid, gen, mac, ok := parseRefreshToken(form.Get("refresh_token"))
 	if !ok {
 		return nil, badGrant("malformed refresh token")
@@ -328,6 +332,7 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 	if g.Upstream.Expiry.Sub(now) > upstreamMargin {
 		return nil
 	}
+	rt := g.Upstream.RefreshToken
 	err := p.refreshUpstream(ctx, g)
 	var re *oauth2.RetrieveError
 	switch {
@@ -336,9 +341,16 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 	case errors.As(err, &re) && re.ErrorCode == CodeInvalidGrant:
 		_ = p.revokeGrant(ctx, g, "Cognito refused the refresh token") // logged; refused either way
 		return badGrant("cognito refused the refresh")
-	case now.Before(g.Upstream.Expiry):
+	case now.Before(g.Upstream.Expiry): // the caller stores g, and a rotated refresh token with it
 		p.logger.Warn("cognitomcp: Cognito refresh failed; its access token is still valid", "reason", upstreamError(err).Error())
 		return nil
+	}
+	if g.Upstream.RefreshToken != rt {
+		// Cognito rotated its refresh token, then its tokens failed
+		// verification: the new one is all Cognito takes now.
+		if err := p.put(ctx, storeKey(kindGrant, g.ID), g, g.ExpiresAt.Sub(now)); err != nil {
+			p.logger.Error("cognitomcp: storing Cognito's rotated refresh token", "reason", err.Error())
+		}
 	}
 	return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", upstreamError(err))
 }
@@ -357,6 +369,11 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 	if err != nil {
 		return err
 	}
+	// Keep a rotated refresh token even if the tokens fail verification
+	// below: Cognito no longer takes the old one.
+	if tok.RefreshToken != "" {
+		g.Upstream.RefreshToken = tok.RefreshToken
+	}
 	user, expiry, held, err := p.verifyUpstream(ctx, tok, "")
 	if err != nil {
 		return fmt.Errorf("refreshed Cognito tokens fail verification: %w", err)
@@ -366,7 +383,7 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 		return &oauth2.RetrieveError{ErrorCode: CodeInvalidGrant}
 	}
 	g.User, g.Scopes = *user, scopes
-	g.Upstream = upstreamTokens{RefreshToken: tok.RefreshToken, Expiry: expiry}
+	g.Upstream.Expiry = expiry
 	p.logger.Info("cognitomcp: refreshed Cognito tokens", "sub", user.Subject, "mcp_client", g.ClientID)
 	return nil
 }
