@@ -424,10 +424,14 @@ func cacheTTL(cc string) time.Duration {
 
 // parseMetadataDocument validates a client metadata document: a JSON object
 // whose client_id equals the URL exactly, with a client_name and well-formed
-// redirect_uris, a public client (token_endpoint_auth_method absent or
-// "none": private_key_jwt is not supported), grant and response types as for
-// registration. Bad cosmetic fields (client_uri, logo_uri, software_*) are
-// dropped rather than failing a document written for many servers.
+// redirect_uris, and a client that can be public (token_endpoint_auth_method
+// absent or "none", or "none" among its token_endpoint_auth_methods_supported,
+// as in ChatGPT's; one that can only use a secret or private_key_jwt is
+// refused). A document is written once for many servers, so what this one
+// does not offer is dropped rather than failing it: grant and response types
+// other than authorization_code, refresh_token and code (VS Code's lists
+// device_code), so long as authorization_code and code remain, and bad
+// cosmetic fields (client_uri, logo_uri, software_*). The client is public.
 func parseMetadataDocument(body []byte, clientID string, now time.Time) (*clientRecord, error) {
 	md, err := decodeClientMetadata(body)
 	if err != nil {
@@ -439,11 +443,11 @@ func parseMetadataDocument(body []byte, clientID string, now time.Time) (*client
 	if strings.TrimSpace(md.ClientName) == "" {
 		return nil, errors.New("document has no client_name")
 	}
-	if err := md.checkCommon(); err != nil {
+	if err := md.checkCommon(dropUnsupported); err != nil {
 		return nil, err
 	}
-	if md.AuthMethod != "" && md.AuthMethod != "none" {
-		return nil, errors.New(`token_endpoint_auth_method must be "none" (absent): only public clients are supported`)
+	if !md.canBePublic() {
+		return nil, errors.New(`token_endpoint_auth_method must be "none" or absent, or token_endpoint_auth_methods_supported must list "none": only public clients are supported`)
 	}
 	for i, u := range md.RedirectURIs {
 		if _, err := parseStrictURI(u, false); err != nil {

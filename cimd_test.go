@@ -2,15 +2,22 @@ package cognitomcp
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +26,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 )
 
 // cimdTestDoc is a valid metadata document for clientID, edited by mod.
@@ -46,6 +54,52 @@ type cimdTestServer struct {
 
 func newCIMDTestServer(t *testing.T, routes map[string]http.HandlerFunc) *cimdTestServer {
 	t.Helper()
+	return startCIMDTestServer(t, nil, routes)
+}
+
+// newCIMDTestServerFor is newCIMDTestServer with a certificate for hosts
+// (which srv.Client() trusts) instead of httptest's; routeCIMDHosts sends
+// a fetcher's requests for them to it.
+func newCIMDTestServerFor(t *testing.T, hosts []string, routes map[string]http.HandlerFunc) *cimdTestServer {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), DNSNames: hosts,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:        true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return startCIMDTestServer(t, &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, routes)
+}
+
+// routeCIMDHosts makes f fetch the https URLs of hosts (port 443) from
+// srv: the names resolve to its address, and the pinned dial, address
+// checks and all, connects to its port.
+func routeCIMDHosts(t *testing.T, f *cimdFetcher, srv *cimdTestServer, hosts ...string) {
+	t.Helper()
+	ip, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	require.NoError(t, err)
+	res := &fakeResolver{names: map[string][]string{}}
+	for _, h := range hosts {
+		res.names[h] = []string{ip}
+	}
+	f.lookupIP = res.lookup
+	f.client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		return f.dial(ctx, network, net.JoinHostPort(host, port))
+	}
+}
+
+// startCIMDTestServer starts the server, with cert if not nil.
+func startCIMDTestServer(t *testing.T, cert *tls.Certificate, routes map[string]http.HandlerFunc) *cimdTestServer {
+	t.Helper()
 	s := &cimdTestServer{hits: map[string]int{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -58,6 +112,9 @@ func newCIMDTestServer(t *testing.T, routes map[string]http.HandlerFunc) *cimdTe
 		http.NotFound(w, r)
 	}))
 	s.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+	if cert != nil {
+		s.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	}
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s
@@ -377,6 +434,22 @@ func TestCIMDDocumentValidation(t *testing.T) {
 			func(t *testing.T, r *clientRecord) { assert.Empty(t, r.ClientURI) }},
 		{"grant types as given", func(d map[string]any) { d["grant_types"] = []string{"authorization_code"} }, true,
 			func(t *testing.T, r *clientRecord) { assert.Equal(t, []string{"authorization_code"}, r.GrantTypes) }},
+		{"grant types not served dropped", func(d map[string]any) {
+			d["grant_types"] = []string{"urn:ietf:params:oauth:grant-type:device_code", "authorization_code", "client_credentials", "refresh_token", "authorization_code"}
+		}, true, func(t *testing.T, r *clientRecord) {
+			assert.Equal(t, []string{"authorization_code", "refresh_token"}, r.GrantTypes)
+		}},
+		{"response types not served dropped", func(d map[string]any) { d["response_types"] = []string{"code id_token", "code", "token"} }, true,
+			func(t *testing.T, r *clientRecord) { assert.Equal(t, []string{"code"}, r.ResponseTypes) }},
+		{"private_key_jwt with none among the methods supported", func(d map[string]any) {
+			d["token_endpoint_auth_method"] = "private_key_jwt"
+			d["token_endpoint_auth_methods_supported"] = []string{"private_key_jwt", "none"}
+		}, true, func(t *testing.T, r *clientRecord) { assert.Equal(t, "none", r.TokenEndpointAuthMethod) }},
+		{"client_secret_basic with none among the methods supported", func(d map[string]any) {
+			d["token_endpoint_auth_method"] = "client_secret_basic"
+			d["token_endpoint_auth_methods_supported"] = []string{"none", "client_secret_basic"}
+		}, true, nil},
+		{"methods supported malformed: ignored", func(d map[string]any) { d["token_endpoint_auth_methods_supported"] = "none" }, true, nil},
 		{"no client_id", func(d map[string]any) { delete(d, "client_id") }, false, nil},
 		{"client_id of another case", func(d map[string]any) { d["client_id"] = strings.ToUpper(id) }, false, nil},
 		{"no client_name", func(d map[string]any) { delete(d, "client_name") }, false, nil},
@@ -396,8 +469,27 @@ func TestCIMDDocumentValidation(t *testing.T) {
 		{"javascript redirect", func(d map[string]any) { d["redirect_uris"] = []string{"javascript:alert(1)"} }, false, nil},
 		{"redirect with userinfo", func(d map[string]any) { d["redirect_uris"] = []string{"https://a@b.example/cb"} }, false, nil},
 		{"client_secret_basic", func(d map[string]any) { d["token_endpoint_auth_method"] = "client_secret_basic" }, false, nil},
+		{"client_secret_basic without none among the methods supported", func(d map[string]any) {
+			d["token_endpoint_auth_method"] = "client_secret_basic"
+			d["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic", "client_secret_post"}
+		}, false, nil},
 		{"private_key_jwt", func(d map[string]any) { d["token_endpoint_auth_method"] = "private_key_jwt" }, false, nil},
+		{"private_key_jwt without none among the methods supported", func(d map[string]any) {
+			d["token_endpoint_auth_method"] = "private_key_jwt"
+			d["token_endpoint_auth_methods_supported"] = []string{"private_key_jwt"}
+		}, false, nil},
+		{"private_key_jwt with malformed methods supported", func(d map[string]any) {
+			d["token_endpoint_auth_method"] = "private_key_jwt"
+			d["token_endpoint_auth_methods_supported"] = []any{"none", 7}
+		}, false, nil},
 		{"implicit grant", func(d map[string]any) { d["grant_types"] = []string{"implicit"} }, false, nil},
+		{"device_code grant alone", func(d map[string]any) {
+			d["grant_types"] = []string{"urn:ietf:params:oauth:grant-type:device_code"}
+		}, false, nil},
+		{"no authorization_code among grants", func(d map[string]any) {
+			d["grant_types"] = []string{"refresh_token", "urn:ietf:params:oauth:grant-type:device_code"}
+		}, false, nil},
+		{"empty grant_types", func(d map[string]any) { d["grant_types"] = []string{} }, false, nil},
 		{"token response type", func(d map[string]any) { d["response_types"] = []string{"token"} }, false, nil},
 		{"unknown application type", func(d map[string]any) { d["application_type"] = "desktop" }, false, nil},
 	}
@@ -415,6 +507,83 @@ func TestCIMDDocumentValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The documents of real clients, verbatim, as their hosts serve them.
+const (
+	vscodeClientID = "https://vscode.dev/oauth/client-metadata.json"
+	vscodeDocument = `{"client_name":"Visual Studio Code","logo_uri":"https://code.visualstudio.com/assets/branding/code-stable.png",` +
+		`"grant_types":["authorization_code","refresh_token","urn:ietf:params:oauth:grant-type:device_code"],"response_types":["code"],` +
+		`"token_endpoint_auth_method":"none","application_type":"native","client_id":"https://vscode.dev/oauth/client-metadata.json",` +
+		`"client_uri":"https://vscode.dev/product","redirect_uris":["http://127.0.0.1:33418/","https://vscode.dev/redirect"]}`
+	chatGPTClientID = "https://chatgpt.com/oauth/client.json"
+	chatGPTDocument = `{"client_id":"https://chatgpt.com/oauth/client.json","client_uri":"https://chatgpt.com/",` +
+		`"redirect_uris":["https://chatgpt.com/connector_platform_oauth_redirect"],"token_endpoint_auth_method":"private_key_jwt",` +
+		`"token_endpoint_auth_methods_supported":["none","private_key_jwt"],"grant_types":["authorization_code","refresh_token"],` +
+		`"response_types":["code"],"client_name":"ChatGPT","logo_uri":"https://persistent.oaistatic.com/sonic/misc/openai-logo.png",` +
+		`"token_endpoint_auth_signing_alg":"RS256","jwks_uri":"https://chatgpt.com/oauth/jwks.json"}`
+)
+
+// newDocumentProxy is a proxy that fetches doc at clientID, an https URL,
+// from a test server holding a certificate for its host.
+func newDocumentProxy(t *testing.T, clientID, doc string) *registerTestFixture {
+	t.Helper()
+	u, err := url.Parse(clientID)
+	require.NoError(t, err)
+	srv := newCIMDTestServerFor(t, []string{u.Hostname()}, map[string]http.HandlerFunc{u.Path: serveDoc([]byte(doc), "")})
+	fx := newRegisterTestProxy(t, func(c *ProxyConfig) {
+		c.InsecureAllowLoopbackMetadataDocuments = true // the server's address is loopback; the URL is the real one
+		c.HTTPClient = srv.Client()
+	})
+	routeCIMDHosts(t, fx.p.cimd, srv, u.Hostname())
+	return fx
+}
+
+// authorize GETs /authorize for clientID and redirect, with PKCE.
+func (fx *registerTestFixture) authorize(clientID, redirect string) *httptest.ResponseRecorder {
+	q := url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect}, "state": {"st"},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"},
+	}
+	w := httptest.NewRecorder()
+	fx.p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8931/authorize?"+q.Encode(), nil))
+	return w
+}
+
+// TestCIMDVSCodeDocument: VS Code's document lists the device_code grant,
+// which the proxy does not serve; it is dropped, and /authorize accepts the
+// client at both its redirect URIs.
+func TestCIMDVSCodeDocument(t *testing.T) {
+	fx := newDocumentProxy(t, vscodeClientID, vscodeDocument)
+	for _, redirect := range []string{"http://127.0.0.1:33418/", "https://vscode.dev/redirect"} {
+		t.Run(redirect, func(t *testing.T) {
+			w := fx.authorize(vscodeClientID, redirect)
+			require.Equal(t, http.StatusFound, w.Code, w.Body.String())
+			assert.Contains(t, w.Header().Get("Location"), "/consent?txn=")
+		})
+	}
+	rec, err := fx.p.lookupClient(t.Context(), vscodeClientID)
+	require.NoError(t, err)
+	assert.Equal(t, "Visual Studio Code", rec.Name)
+	assert.Equal(t, []string{"authorization_code", "refresh_token"}, rec.GrantTypes)
+	assert.Equal(t, []string{"code"}, rec.ResponseTypes)
+	assert.Equal(t, []string{"http://127.0.0.1:33418/", "https://vscode.dev/redirect"}, rec.RedirectURIs)
+	assert.Equal(t, "none", rec.TokenEndpointAuthMethod)
+}
+
+// TestCIMDChatGPTDocument: ChatGPT's document names private_key_jwt but
+// lists none among the methods it supports, which it uses at a server that
+// offers only none; /authorize accepts it, as a public client.
+func TestCIMDChatGPTDocument(t *testing.T) {
+	fx := newDocumentProxy(t, chatGPTClientID, chatGPTDocument)
+	w := fx.authorize(chatGPTClientID, "https://chatgpt.com/connector_platform_oauth_redirect")
+	require.Equal(t, http.StatusFound, w.Code, w.Body.String())
+	assert.Contains(t, w.Header().Get("Location"), "/consent?txn=")
+	rec, err := fx.p.lookupClient(t.Context(), chatGPTClientID)
+	require.NoError(t, err)
+	assert.Equal(t, "ChatGPT", rec.Name)
+	assert.Equal(t, "none", rec.TokenEndpointAuthMethod)
+	assert.Equal(t, []string{"https://chatgpt.com/connector_platform_oauth_redirect"}, rec.RedirectURIs)
 }
 
 func TestCIMDCacheTTL(t *testing.T) {

@@ -41,10 +41,11 @@ func requestedScopes(scope string) []string {
 
 // handleRegister is RFC 7591 dynamic client registration, in its steps: rate
 // limit per client IP; a JSON object of at most 64 KiB; metadata checked
-// (unknown fields ignored, known ones bounded); every redirect URI by
-// validateRedirectURI; the client stored for ClientTTL; 201 with the
-// metadata echoed. Every client is public: the proxy never issues client
-// secrets, so token_endpoint_auth_method is always "none".
+// (unknown fields ignored, known ones bounded, a grant or response type the
+// proxy does not serve refused); every redirect URI by validateRedirectURI;
+// the client stored for ClientTTL; 201 with the metadata echoed. Every
+// client is public: the proxy never issues client secrets, so
+// token_endpoint_auth_method is always "none".
 func (p *Proxy) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if !p.limits.register.allow(p.clientIP(r)) {
 		p.logRefusal(r, rateLimited(), "client_ip", p.clientIP(r))
@@ -129,7 +130,14 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 		}
 		return oauthError(http.StatusBadRequest, code, err.Error(), nil)
 	}
-	if err := md.checkCommon(); err != nil {
+	// A grant or response type the proxy does not serve is refused, not
+	// dropped as from a metadata document (RFC 7591 §3.2.1 would allow
+	// replacing it): a registration is written for this server, after its
+	// grant_types_supported (VS Code asks only for what that lists), so such
+	// a value is a real mismatch, better named now by invalid_client_metadata
+	// than found at /token by a client that does not read the echo. A
+	// document is written once for many servers, and gets no echo.
+	if err := md.checkCommon(refuseUnsupported); err != nil {
 		return nil, bad(err)
 	}
 	for i, u := range md.RedirectURIs {
@@ -137,8 +145,8 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 			return nil, bad(fmt.Errorf("redirect_uris[%d]: %w", i, err))
 		}
 	}
-	switch md.AuthMethod {
-	case "", "none", "client_secret_post", "client_secret_basic":
+	switch {
+	case md.canBePublic(), md.AuthMethod == "client_secret_post", md.AuthMethod == "client_secret_basic":
 		// Registered as a public client whatever was asked: the answer says "none".
 	default:
 		return nil, bad(fmt.Errorf("token_endpoint_auth_method %q is not supported; use none", truncate(md.AuthMethod, 40)))
@@ -215,6 +223,12 @@ type clientMetadata struct {
 	SoftwareID      string
 	SoftwareVersion string
 	ApplicationType string
+
+	// AuthMethodsSupported is token_endpoint_auth_methods_supported, not an
+	// RFC 7591 member: ChatGPT's document lists there the methods it can
+	// use, naming private_key_jwt as its method yet authenticating with
+	// none at a server that offers only none.
+	AuthMethodsSupported []string
 }
 
 // decodeClientMetadata decodes a JSON object, matching member names exactly
@@ -248,13 +262,45 @@ func decodeClientMetadata(body []byte) (*clientMetadata, error) {
 			}
 		}
 	}
+	// Not a member of RFC 7591: ignored, as before it was read, when malformed.
+	var methods []string
+	if json.Unmarshal(m["token_endpoint_auth_methods_supported"], &methods) == nil {
+		md.AuthMethodsSupported = methods
+	}
 	return md, nil
 }
 
+// canBePublic reports whether the client can authenticate at /token as a
+// public client: its token_endpoint_auth_method is "none" or absent, or its
+// token_endpoint_auth_methods_supported lists "none".
+func (md *clientMetadata) canBePublic() bool {
+	return md.AuthMethod == "" || md.AuthMethod == "none" || slices.Contains(md.AuthMethodsSupported, "none")
+}
+
+// unsupportedValues says what checkCommon does with a grant or response
+// type the proxy does not serve.
+type unsupportedValues int
+
+const (
+	// refuseUnsupported fails the metadata: for registration.
+	refuseUnsupported unsupportedValues = iota
+	// dropUnsupported keeps only the supported values: for metadata
+	// documents, written once for many servers.
+	dropUnsupported
+)
+
+// The grant and response types /token and /authorize serve.
+var (
+	supportedGrantTypes    = []string{"authorization_code", "refresh_token"}
+	supportedResponseTypes = []string{"code"}
+)
+
 // checkCommon applies the rules registration and metadata documents share,
 // and fills in defaults: grant_types authorization_code and refresh_token,
-// response_types code, application_type native.
-func (md *clientMetadata) checkCommon() error {
+// response_types code, application_type native. Grant and response types
+// the proxy does not serve are refused or dropped, as unsupported says;
+// either way authorization_code and code must be there.
+func (md *clientMetadata) checkCommon(unsupported unsupportedValues) error {
 	switch n := len(md.RedirectURIs); {
 	case n == 0:
 		return errors.New("redirect_uris is required")
@@ -267,11 +313,10 @@ func (md *clientMetadata) checkCommon() error {
 		}
 	}
 	var err error
-	if md.GrantTypes, err = checkSet("grant_types", md.GrantTypes,
-		[]string{"authorization_code", "refresh_token"}, "authorization_code"); err != nil {
+	if md.GrantTypes, err = checkSet("grant_types", md.GrantTypes, supportedGrantTypes, "authorization_code", unsupported); err != nil {
 		return err
 	}
-	if md.ResponseTypes, err = checkSet("response_types", md.ResponseTypes, []string{"code"}, "code"); err != nil {
+	if md.ResponseTypes, err = checkSet("response_types", md.ResponseTypes, supportedResponseTypes, "code", unsupported); err != nil {
 		return err
 	}
 	if err := checkText(md.ClientName, maxClientNameLen); err != nil {
@@ -290,19 +335,23 @@ func (md *clientMetadata) checkCommon() error {
 	return nil
 }
 
-// checkSet checks that values ⊆ allowed and hold required; absent means
-// all of allowed. Duplicates are dropped.
-func checkSet(field string, values, allowed []string, required string) ([]string, error) {
+// checkSet returns the values of allowed among values, in their order,
+// each once, and checks that they hold required; absent means all of
+// allowed. A value outside allowed is an error, or with dropUnsupported
+// left out.
+func checkSet(field string, values, allowed []string, required string, unsupported unsupportedValues) ([]string, error) {
 	if values == nil {
 		return slices.Clone(allowed), nil
 	}
 	var out []string
 	for _, v := range values {
-		if !slices.Contains(allowed, v) {
+		switch {
+		case slices.Contains(allowed, v):
+			if !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		case unsupported == refuseUnsupported:
 			return nil, fmt.Errorf("%s: %q is not supported; supported: %s", field, truncate(v, 40), strings.Join(allowed, " "))
-		}
-		if !slices.Contains(out, v) {
-			out = append(out, v)
 		}
 	}
 	if !slices.Contains(out, required) {

@@ -159,6 +159,11 @@ func TestRegisterHandler(t *testing.T) {
 			body: regBody(func(m map[string]any) { m["token_endpoint_auth_method"] = "client_secret_basic" })},
 		{name: "client_secret_post asked, public client given", status: 201,
 			body: regBody(func(m map[string]any) { m["token_endpoint_auth_method"] = "client_secret_post" })},
+		{name: "private_key_jwt asked with none among the methods supported, public client given", status: 201,
+			body: regBody(func(m map[string]any) {
+				m["token_endpoint_auth_method"] = "private_key_jwt"
+				m["token_endpoint_auth_methods_supported"] = []string{"none", "private_key_jwt"}
+			})},
 		{name: "auth method omitted", body: regBody(nil), status: 201, then: func(t *testing.T, r response) {
 			assert.Equal(t, "openid email profile mcp-api/read", r["scope"], "default: every scope")
 			assert.Equal(t, []any{"authorization_code", "refresh_token"}, r["grant_types"])
@@ -246,6 +251,15 @@ func TestRegisterHandler(t *testing.T) {
 			body: regBody(func(m map[string]any) { m["scope"] = strings.Repeat("openid ", 200) })},
 		{name: "private_key_jwt", status: 400, code: CodeInvalidClientMeta,
 			body: regBody(func(m map[string]any) { m["token_endpoint_auth_method"] = "private_key_jwt" })},
+		{name: "private_key_jwt without none among the methods supported", status: 400, code: CodeInvalidClientMeta,
+			body: regBody(func(m map[string]any) {
+				m["token_endpoint_auth_method"] = "private_key_jwt"
+				m["token_endpoint_auth_methods_supported"] = []string{"private_key_jwt"}
+			})},
+		{name: "device_code grant refused, not dropped as from a metadata document", status: 400, code: CodeInvalidClientMeta,
+			body: regBody(func(m map[string]any) {
+				m["grant_types"] = []string{"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"}
+			})},
 		{name: "client_credentials grant", status: 400, code: CodeInvalidClientMeta,
 			body: regBody(func(m map[string]any) { m["grant_types"] = []string{"authorization_code", "client_credentials"} })},
 		{name: "implicit grant", status: 400, code: CodeInvalidClientMeta,
