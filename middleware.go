@@ -30,7 +30,9 @@ type MiddlewareConfig struct {
 	ResourceMetadataURL string
 
 	// Scopes are required of every token (403 insufficient_scope otherwise)
-	// and advertised in challenges as scope="…". Optional.
+	// and advertised in challenges as scope="…". Optional: nil requires
+	// nothing. RequireToken panics on a blank entry, or one holding white
+	// space, as RequireScopes does.
 	Scopes []string
 
 	// ErrorHandler writes refusals. Default: DefaultErrorHandler.
@@ -63,17 +65,25 @@ type middleware struct {
 // Refusals: no token, 401 with a challenge carrying resource_metadata and
 // scope but no error (RFC 6750 §3.1); a malformed Authorization header, 400
 // invalid_request; a bad token, 401 invalid_token; a missing scope, 403
-// insufficient_scope; signing keys or the store unreachable, 503 with
-// Retry-After. Bodies are {"error","error_description"} with fixed text.
+// insufficient_scope naming the scopes to ask for (as RequireScopes does);
+// a verifier error of no known kind, 500 server_error; signing keys or the
+// store unreachable, 503 with Retry-After. Bodies are
+// {"error","error_description"} with fixed text.
 //
-// It panics if cfg.Verifier is nil, as http.Handle panics on a nil handler.
+// It panics if cfg.Verifier is nil, as http.Handle panics on a nil handler,
+// and if an entry of cfg.Scopes is blank or holds white space (what
+// splitting an empty setting gives), as RequireScopes does: such a scope
+// would refuse every request.
 func RequireToken(cfg MiddlewareConfig) func(http.Handler) http.Handler {
 	if cfg.Verifier == nil {
 		panic("cognitomcp: RequireToken: MiddlewareConfig.Verifier is nil")
 	}
+	if s, bad := badName(cfg.Scopes); bad {
+		panic(fmt.Sprintf("cognitomcp: RequireToken: MiddlewareConfig.Scopes: %q is not a name", s))
+	}
 	m := &middleware{
 		verifier:     cfg.Verifier,
-		scopes:       cfg.Scopes,
+		scopes:       slices.Clone(cfg.Scopes),
 		metadataURL:  cfg.ResourceMetadataURL,
 		scopeParam:   strings.Join(cfg.Scopes, " "),
 		errorHandler: cfg.ErrorHandler,
@@ -135,17 +145,14 @@ func (m *middleware) authenticate(r *http.Request) (*Claims, error) {
 		if claims, err = m.verifier.Verify(r.Context(), raw); err != nil {
 			return nil, err
 		}
+		if claims == nil { // a TokenVerifier of one's own that broke its contract: 500
+			return nil, fmt.Errorf("cognitomcp: %T returned neither claims nor an error", m.verifier)
+		}
 	}
-	if missing := missingScopes(claims.Scopes, m.scopes); len(missing) > 0 {
-		return claims, m.scopeError(missing)
+	if err := checkScopes(claims.Scopes, m.scopes); err != nil {
+		return claims, err
 	}
 	return claims, nil
-}
-
-func (m *middleware) scopeError(missing []string) *Error {
-	return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
-		Description: "the token lacks a required scope",
-		Err:         fmt.Errorf("%w: missing %s", ErrInsufficientScope, strings.Join(missing, " "))}
 }
 
 // refuse sets the challenge, logs the decision and calls the error handler.
@@ -215,6 +222,22 @@ func union(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// checkScopes returns nil when have holds every one of want, and otherwise a
+// 403 insufficient_scope whose challenge names the scopes to ask for: have
+// and want together (a client asks for exactly the scopes a challenge
+// names, so one left out would be lost at the next sign-in). RequireToken's
+// Scopes, VerifierConfig.RequiredScopes and RequireScopes all answer so.
+func checkScopes(have, want []string) error {
+	missing := missingScopes(have, want)
+	if len(missing) == 0 {
+		return nil
+	}
+	return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
+		Description: "the token lacks a required scope",
+		Err: fmt.Errorf("%w: missing %s: %w", ErrInsufficientScope, strings.Join(missing, " "),
+			&scopeNeed{scope: strings.Join(union(have, want), " ")})}
 }
 
 // scopeNeed carries, inside an insufficient_scope error, the full scope a
@@ -364,12 +387,21 @@ func nonEmpty(fn string, list []string) []string {
 	if len(list) == 0 {
 		panic("cognitomcp: " + fn + " with nothing to require")
 	}
-	for _, s := range list {
-		if strings.TrimSpace(s) == "" || strings.ContainsAny(s, " \t\r\n") {
-			panic(fmt.Sprintf("cognitomcp: %s: %q is not a name", fn, s))
-		}
+	if s, bad := badName(list); bad {
+		panic(fmt.Sprintf("cognitomcp: %s: %q is not a name", fn, s))
 	}
 	return slices.Clone(list)
+}
+
+// badName returns the first entry of list that is blank or holds white
+// space (what strings.Split of an empty setting gives), if there is one.
+func badName(list []string) (string, bool) {
+	for _, s := range list {
+		if strings.TrimSpace(s) == "" || strings.ContainsAny(s, " \t\r\n") {
+			return s, true
+		}
+	}
+	return "", false
 }
 
 func groupError(groups []string) *Error {
@@ -389,13 +421,7 @@ func groupError(groups []string) *Error {
 func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 	scopes = nonEmpty("RequireScopes", scopes)
 	return requireClaims(func(c *Claims) error {
-		missing := missingScopes(c.Scopes, scopes)
-		if len(missing) == 0 {
-			return nil
-		}
-		return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
-			Description: "the token lacks a required scope",
-			Err:         fmt.Errorf("%w: %w", ErrInsufficientScope, &scopeNeed{scope: strings.Join(union(c.Scopes, scopes), " ")})}
+		return checkScopes(c.Scopes, scopes)
 	})
 }
 

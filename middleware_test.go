@@ -76,8 +76,10 @@ func TestRequireToken(t *testing.T) {
 			wantAuth: `Bearer error="invalid_token", error_description="token expired", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_token"},
 		{name: "ID token", headers: bearer(idToken), wantStatus: 401,
 			wantAuth: `Bearer error="invalid_token", error_description="invalid token", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "invalid_token"},
+		// The scope the token holds (email) stays in the challenge, as
+		// RequireScopes keeps it: a client asks for exactly what it is told.
 		{name: "missing required scope", headers: bearer(noScope), wantStatus: 403,
-			wantAuth: `Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid"`, wantBody: "insufficient_scope"},
+			wantAuth: `Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="` + testPRM + `", scope="openid email"`, wantBody: "insufficient_scope"},
 		{name: "CORS preflight is refused like any request without a token", method: http.MethodOptions,
 			headers: map[string][]string{"Access-Control-Request-Method": {"POST"}, "Origin": {"http://localhost:6274"}}, wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
 		{name: "OPTIONS that is no preflight", method: http.MethodOptions, wantStatus: 401, wantAuth: challenge, wantBody: "invalid_token"},
@@ -246,44 +248,132 @@ func TestRequireNothingPanics(t *testing.T) {
 // TestRequireTokenVerifierFuncErrors: a verifier of one's own is answered
 // by what its error wraps: ErrInvalidToken 401 invalid_token with the
 // challenge, ErrUnavailable 503 with Retry-After, anything else 500; and
-// its claims reach the handler.
+// its claims reach the handler. Neither claims nor an error breaks the
+// TokenVerifier contract: 500, logged, and the request never reaches the
+// handler (it used to panic on the nil claims).
 func TestRequireTokenVerifierFuncErrors(t *testing.T) {
+	carol := &cognitomcp.Claims{Username: "carol", TokenUse: cognitomcp.AccessToken}
 	for _, tc := range []struct {
+		name       string
+		claims     *cognitomcp.Claims
 		err        error
 		wantStatus int
 		wantCode   string
+		wantLog    string
 	}{
-		{fmt.Errorf("unknown key: %w", cognitomcp.ErrInvalidToken), 401, "invalid_token"},
-		{cognitomcp.ErrTokenExpired, 401, "invalid_token"}, // a token sentinel, bare
-		{fmt.Errorf("revoked upstream: %w", cognitomcp.ErrTokenRevoked), 401, "invalid_token"},
-		{fmt.Errorf("introspection down: %w", cognitomcp.ErrUnavailable), 503, "temporarily_unavailable"},
-		{errors.New("something else"), 500, "server_error"},
-		{nil, 200, ""},
+		{"invalid token", nil, fmt.Errorf("unknown key: %w", cognitomcp.ErrInvalidToken), 401, "invalid_token", "unknown key"},
+		{"a token sentinel, bare", nil, cognitomcp.ErrTokenExpired, 401, "invalid_token", "token expired"},
+		{"revoked", nil, fmt.Errorf("revoked upstream: %w", cognitomcp.ErrTokenRevoked), 401, "invalid_token", "revoked upstream"},
+		{"unavailable", nil, fmt.Errorf("introspection down: %w", cognitomcp.ErrUnavailable), 503, "temporarily_unavailable", "introspection down"},
+		{"another error", nil, errors.New("something else"), 500, "server_error", "something else"},
+		{"neither claims nor an error", nil, nil, 500, "server_error", "TokenVerifierFunc returned neither claims nor an error"},
+		{"claims", carol, nil, 200, "", "request admitted"},
 	} {
-		v := cognitomcp.TokenVerifierFunc(func(_ context.Context, raw string) (*cognitomcp.Claims, error) {
-			if tc.err != nil {
-				return nil, tc.err
+		t.Run(tc.name, func(t *testing.T) {
+			v := cognitomcp.TokenVerifierFunc(func(_ context.Context, raw string) (*cognitomcp.Claims, error) {
+				return tc.claims, tc.err
+			})
+			var logs bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v, ResourceMetadataURL: testPRM, Logger: logger})(echoClaims)
+			req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+			req.Header.Set("Authorization", "Bearer opaque-token")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, tc.wantStatus, rec.Code)
+			assert.Contains(t, logs.String(), tc.wantLog)
+			switch tc.wantStatus {
+			case 200:
+				assert.Equal(t, "carol", rec.Body.String())
+			case 401:
+				assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`)
+			case 500:
+				assert.Empty(t, rec.Header().Get("WWW-Authenticate"), "signing in again cannot help")
+			case 503:
+				assert.Equal(t, "5", rec.Header().Get("Retry-After"))
 			}
-			return &cognitomcp.Claims{Username: "carol", TokenUse: cognitomcp.AccessToken}, nil
+			if tc.wantCode != "" {
+				assert.Contains(t, rec.Body.String(), `"error":"`+tc.wantCode+`"`)
+				assert.NotContains(t, rec.Body.String(), tc.wantLog, "the cause stays out of the answer")
+				assert.NotContains(t, rec.Body.String(), "carol", "the handler never ran")
+			}
 		})
-		h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v, ResourceMetadataURL: testPRM})(echoClaims)
-		req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
-		req.Header.Set("Authorization", "Bearer opaque-token")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		assert.Equal(t, tc.wantStatus, rec.Code, "%v", tc.err)
-		switch tc.wantStatus {
-		case 200:
-			assert.Equal(t, "carol", rec.Body.String())
-		case 401:
-			assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`)
-		case 503:
-			assert.Equal(t, "5", rec.Header().Get("Retry-After"))
-		}
-		if tc.wantCode != "" {
-			assert.Contains(t, rec.Body.String(), `"error":"`+tc.wantCode+`"`)
-			assert.NotContains(t, rec.Body.String(), "down", "the cause stays out of the answer")
-		}
+	}
+}
+
+// TestInsufficientScopeChallenge: however a scope is required (RequireToken's
+// Scopes, the Verifier's RequiredScopes, RequireScopes), the 403 challenge
+// names the scopes to ask for: the required ones and those the token already
+// holds (a client asks for exactly the scopes a challenge names, so one left
+// out would be lost at the next sign-in).
+func TestInsufficientScopeChallenge(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	tok := f.accessToken(func(o *cognitotest.TokenOptions) { o.Scopes = []string{"openid", "profile"} })
+	requiring, err := cognitomcp.NewVerifier(t.Context(), cognitomcp.VerifierConfig{
+		UserPoolID: f.pool.PoolID, ClientIDs: []string{f.client.ID}, RequiredScopes: []string{"openid", "mcp/tools"},
+		HTTPClient: f.pool.HTTPClient(), Now: f.clock.Now,
+	})
+	require.NoError(t, err)
+	tests := []struct {
+		name      string
+		handler   http.Handler
+		wantScope string
+	}{
+		{"MiddlewareConfig.Scopes", cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: f.access, ResourceMetadataURL: testPRM,
+			Scopes: []string{"openid", "mcp/tools"}})(echoClaims), "openid mcp/tools profile"},
+		{"VerifierConfig.RequiredScopes", cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: requiring, ResourceMetadataURL: testPRM})(echoClaims),
+			"openid profile mcp/tools"},
+		{"RequireScopes", cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: f.access, ResourceMetadataURL: testPRM})(
+			cognitomcp.RequireScopes("openid", "mcp/tools")(echoClaims)), "openid profile mcp/tools"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			tc.handler.ServeHTTP(rec, req)
+			assert.Equal(t, http.StatusForbidden, rec.Code)
+			assert.Equal(t, `Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="`+testPRM+`", scope="`+tc.wantScope+`"`,
+				rec.Header().Get("WWW-Authenticate"))
+		})
+	}
+}
+
+// TestRequireTokenScopesMustBeNames: a blank scope, or one holding white
+// space (what splitting an empty setting gives), would refuse every
+// request; RequireToken panics on it at construction, as RequireScopes
+// does. No scopes at all require nothing.
+func TestRequireTokenScopesMustBeNames(t *testing.T) {
+	v := cognitomcp.TokenVerifierFunc(func(context.Context, string) (*cognitomcp.Claims, error) {
+		return &cognitomcp.Claims{Username: "carol", Scopes: []string{"openid"}}, nil
+	})
+	tests := []struct {
+		name      string
+		scopes    []string
+		wantPanic string // "" for none
+	}{
+		{name: "nil", scopes: nil},
+		{name: "empty", scopes: []string{}},
+		{name: "names", scopes: []string{"openid"}},
+		{name: "split of an empty setting", scopes: strings.Split("", " "), wantPanic: `cognitomcp: RequireToken: MiddlewareConfig.Scopes: "" is not a name`},
+		{name: "white space", scopes: []string{"openid", "\t"}, wantPanic: `cognitomcp: RequireToken: MiddlewareConfig.Scopes: "\t" is not a name`},
+		{name: "two in one", scopes: []string{"openid email"}, wantPanic: `cognitomcp: RequireToken: MiddlewareConfig.Scopes: "openid email" is not a name`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			build := func() { cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v, Scopes: tc.scopes}) }
+			if tc.wantPanic != "" {
+				assert.PanicsWithValue(t, tc.wantPanic, build)
+				return
+			}
+			require.NotPanics(t, build)
+			h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v, Scopes: tc.scopes})(echoClaims)
+			req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+			req.Header.Set("Authorization", "Bearer opaque-token")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, http.StatusOK, rec.Code)
+		})
 	}
 }
 

@@ -43,7 +43,11 @@ type VerifierConfig struct {
 	// token is never accepted as an access token, nor the reverse.
 	TokenUse TokenUse
 
-	// RequiredScopes must all be in an access token's scope claim. Optional.
+	// RequiredScopes must all be in an access token's scope claim (403
+	// insufficient_scope otherwise). Optional: nil requires nothing. A blank
+	// entry, or one holding white space (what splitting an empty setting
+	// gives), is an error, and so is any with TokenUse IDToken (an ID token
+	// has no scope claim).
 	RequiredScopes []string
 
 	// Audience, when set, must be in an access token's aud claim, which
@@ -52,10 +56,18 @@ type VerifierConfig struct {
 	// server's resource URL, and a token of the same pool and app client for
 	// another resource server is refused (MCP: a server accepts only tokens
 	// issued for it). Default empty: aud is not checked, as Cognito's access
-	// tokens carry none without resource binding. Access tokens only.
+	// tokens carry none without resource binding. Access tokens only: with
+	// TokenUse IDToken it is an error (an ID token's aud is the app client,
+	// which ClientIDs checks).
 	Audience string
 
-	// ClockSkew is the tolerance on exp, nbf and iat. Default 0; at most 5m.
+	// ClockSkew is the tolerance on exp and nbf. Default 0; at most 5m. An
+	// iat in the future is accepted up to 5 minutes ahead (or ClockSkew, if
+	// larger) whatever ClockSkew is: iat is Cognito's clock rounded down to
+	// the second, so a server whose clock lags Cognito's by a second would
+	// otherwise refuse a token used as soon as it is issued, as
+	// client_credentials clients do. go-oidc allows as much on nbf;
+	// aws-jwt-verify does not check iat.
 	ClockSkew time.Duration
 
 	// HTTPClient fetches discovery and the JWKS. Default: a client with a
@@ -92,7 +104,8 @@ type VerifierConfig struct {
 // ErrWrongClient…), 401 invalid_token, which makes an MCP client sign in
 // again; ErrInsufficientScope, 403; ErrUnavailable or ErrKeySetUnavailable,
 // 503 with Retry-After; anything else, 500 server_error, which no client
-// recovers from. A verifier of its own should wrap one of these.
+// recovers from. A verifier of its own should wrap one of these. Verify
+// returns claims or an error: nil claims without an error is a 500 too.
 type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*Claims, error)
 }
@@ -148,6 +161,15 @@ func newVerifierWithDiscovery(ctx context.Context, cfg VerifierConfig) (*Verifie
 	}
 	if use != AccessToken && use != IDToken {
 		return nil, nil, fmt.Errorf("cognitomcp: VerifierConfig.TokenUse: %q is neither %q nor %q", use, AccessToken, IDToken)
+	}
+	if use == IDToken && cfg.Audience != "" {
+		return nil, nil, errors.New("cognitomcp: VerifierConfig.Audience: set with TokenUse IDToken, whose aud is the app client (ClientIDs checks it)")
+	}
+	if use == IDToken && len(cfg.RequiredScopes) > 0 {
+		return nil, nil, errors.New("cognitomcp: VerifierConfig.RequiredScopes: set with TokenUse IDToken, which has no scope claim")
+	}
+	if s, bad := badName(cfg.RequiredScopes); bad {
+		return nil, nil, fmt.Errorf("cognitomcp: VerifierConfig.RequiredScopes: %q is not a name", s)
 	}
 	if cfg.ClockSkew < 0 || cfg.ClockSkew > 5*time.Minute {
 		return nil, nil, fmt.Errorf("cognitomcp: VerifierConfig.ClockSkew: %v is outside [0, 5m]", cfg.ClockSkew)
@@ -315,9 +337,10 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*discove
 // the compact form and size; the header (alg RS256 only, a kid); the RS256
 // signature with the pool's key for that kid (an unknown kid refetches the
 // JWKS at most once per JWKSRefreshInterval); iss (either issuer form);
-// exp, nbf and iat with ClockSkew; token_use; client_id (access) or aud (ID)
-// among ClientIDs; with Audience set, aud of an access token holding it;
-// RequiredScopes. Every failure is an *Error that wraps a
+// exp and nbf with ClockSkew, iat with at least 5 minutes; token_use;
+// client_id (access) or aud (ID) among ClientIDs; with Audience set, aud of
+// an access token holding it; RequiredScopes, whose refusal names the scopes
+// to ask for as RequireScopes' does. Every failure is an *Error that wraps a
 // sentinel: a 401 invalid_token, a 403 insufficient_scope, or a 503 when the
 // signing keys cannot be fetched.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
@@ -359,10 +382,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Clai
 		return nil, err
 	}
 	c := claimsFromWire(&wire, client, payload)
-	if missing := missingScopes(c.Scopes, v.scopes); len(missing) > 0 {
-		return nil, &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
-			Description: "the token lacks a required scope",
-			Err:         fmt.Errorf("%w: %w", ErrInsufficientScope, &scopeNeed{scope: strings.Join(v.scopes, " ")})}
+	if err := checkScopes(c.Scopes, v.scopes); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -423,7 +444,12 @@ func splitCognitoJWS(raw string) (h jwtHeader, payload []byte, signed string, si
 	return h, payload, raw[:len(hdr)+1+len(body)], sig, nil
 }
 
-// checkTimes checks exp (required), nbf and iat against now with skew.
+// issuedAtLeeway is the least tolerance on an iat in the future, whatever
+// ClockSkew is: iat is Cognito's clock rounded down to the second.
+const issuedAtLeeway = 5 * time.Minute
+
+// checkTimes checks exp (required) and nbf against now with skew, and iat
+// with at least issuedAtLeeway.
 func checkTimes(w *cognitoClaims, now time.Time, skew time.Duration) error {
 	if w.Expiry == nil {
 		return tokenError(fmt.Errorf("%w: no exp", ErrMalformedToken), "invalid token")
@@ -434,7 +460,7 @@ func checkTimes(w *cognitoClaims, now time.Time, skew time.Duration) error {
 	if w.NotBefore != nil && unixTime(w.NotBefore).After(now.Add(skew)) {
 		return tokenError(ErrTokenNotYetValid, "token not yet valid")
 	}
-	if w.IssuedAt != nil && unixTime(w.IssuedAt).After(now.Add(skew)) {
+	if w.IssuedAt != nil && unixTime(w.IssuedAt).After(now.Add(max(skew, issuedAtLeeway))) {
 		return tokenError(fmt.Errorf("%w: issued in the future", ErrTokenNotYetValid), "token not yet valid")
 	}
 	return nil

@@ -331,16 +331,55 @@ func TestVerifierRequiredScopes(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, c.HasScope("mcp/tools"))
 
-	// Behind RequireToken, the refusal names the scope to ask for, with the
-	// middleware's own.
+	// Behind RequireToken, the refusal names the scopes to ask for: the
+	// middleware's own, those the token holds (openid email profile) and the
+	// required one, as RequireScopes' does.
 	h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{Verifier: v, ResourceMetadataURL: testPRM, Scopes: []string{"openid"}})(echoClaims)
 	req := httptest.NewRequest(http.MethodPost, "/mcp", nil)
 	req.Header.Set("Authorization", "Bearer "+f.accessToken(nil))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	assert.Equal(t, http.StatusForbidden, rec.Code)
-	assert.Equal(t, `Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="`+testPRM+`", scope="openid mcp/tools"`,
+	assert.Equal(t, `Bearer error="insufficient_scope", error_description="the token lacks a required scope", resource_metadata="`+testPRM+`", scope="openid email profile mcp/tools"`,
 		rec.Header().Get("WWW-Authenticate"))
+}
+
+// TestVerifierIssuedAtLeeway: iat is Cognito's clock rounded down to the
+// second, so a server whose clock lags Cognito's by a second sees a token
+// used at once (a client_credentials token) as issued in the future. iat
+// gets 5 minutes of leeway whatever ClockSkew is; exp and nbf keep ClockSkew
+// (0 here).
+func TestVerifierIssuedAtLeeway(t *testing.T) {
+	f := newVerifierFixture(t, 0)
+	now := f.clock.Now()
+	tests := []struct {
+		name    string
+		opts    cognitotest.TokenOptions
+		wantErr error
+	}{
+		{name: "machine token issued a second ahead of the server's clock", opts: cognitotest.TokenOptions{IssuedAt: now.Add(time.Second)}},
+		{name: "user token issued a second ahead", opts: cognitotest.TokenOptions{Username: "alice", IssuedAt: now.Add(time.Second)}},
+		{name: "issued 5 minutes ahead", opts: cognitotest.TokenOptions{IssuedAt: now.Add(5 * time.Minute)}},
+		{name: "issued more than 5 minutes ahead", opts: cognitotest.TokenOptions{IssuedAt: now.Add(5*time.Minute + time.Second)},
+			wantErr: cognitomcp.ErrTokenNotYetValid},
+		{name: "exp stays strict", opts: cognitotest.TokenOptions{IssuedAt: now.Add(-time.Hour - time.Second), TTL: time.Hour},
+			wantErr: cognitomcp.ErrTokenExpired},
+		{name: "nbf stays strict", opts: cognitotest.TokenOptions{Claims: map[string]any{"nbf": now.Add(time.Second).Unix()}},
+			wantErr: cognitomcp.ErrTokenNotYetValid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.ClientID = f.client.ID
+			c, err := f.access.Verify(t.Context(), f.pool.MintAccessToken(tc.opts))
+			if tc.wantErr != nil {
+				assert.ErrorIs(t, err, tc.wantErr)
+				assert.ErrorIs(t, err, cognitomcp.ErrInvalidToken)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.opts.IssuedAt.Unix(), c.IssuedAt.Unix())
+		})
+	}
 }
 
 func TestVerifierKeyRotation(t *testing.T) {
@@ -422,6 +461,19 @@ func TestNewVerifierConfig(t *testing.T) {
 		{"bad token use", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, TokenUse: "refresh"}, "TokenUse"},
 		{"http issuer off loopback", cognitomcp.VerifierConfig{IssuerURL: "http://cognito.example.com/p", ClientIDs: []string{"c"}}, "plain http"},
 		{"skew too large", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, ClockSkew: time.Hour}, "ClockSkew"},
+		// What strings.Split of an empty setting gives: it would refuse every token.
+		{"blank required scope", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, RequiredScopes: strings.Split("", ",")},
+			`VerifierConfig.RequiredScopes: "" is not a name`},
+		{"required scope of white space", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, RequiredScopes: []string{"openid", " "}},
+			`VerifierConfig.RequiredScopes: " " is not a name`},
+		{"required scopes in one string", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, RequiredScopes: []string{"openid mcp/tools"}},
+			`VerifierConfig.RequiredScopes: "openid mcp/tools" is not a name`},
+		// An ID token's aud is the app client: Audience would be ignored.
+		{"audience with ID tokens", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, TokenUse: cognitomcp.IDToken,
+			Audience: "https://mcp.example.com/mcp"}, "VerifierConfig.Audience"},
+		// An ID token has no scope claim: RequiredScopes would refuse every one.
+		{"required scopes with ID tokens", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, TokenUse: cognitomcp.IDToken,
+			RequiredScopes: []string{"openid"}}, "VerifierConfig.RequiredScopes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -430,6 +482,11 @@ func TestNewVerifierConfig(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.wantErr)
 		})
 	}
+	t.Run("no required scopes, and Audience with access tokens, are fine", func(t *testing.T) {
+		_, err := cognitomcp.NewVerifier(t.Context(), cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"},
+			RequiredScopes: []string{}, Audience: "https://mcp.example.com/mcp"})
+		require.NoError(t, err)
+	})
 	t.Run("discovery unreachable fails closed", func(t *testing.T) {
 		pool.InjectFault(cognitotest.EndpointDiscovery, cognitotest.Fault{Status: http.StatusServiceUnavailable})
 		defer pool.ClearFaults()
