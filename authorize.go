@@ -27,7 +27,9 @@ const maxStateLen = 2048
 // handleAuthorize is the authorization endpoint (RFC 6749 §4.1.1 with
 // OAuth 2.1 PKCE and RFC 8707 resource). Until the client and its redirect
 // URI are known good, errors show a page and never redirect (OAuth 2.1
-// §7.12.2); after, they go back to the client with error, state and iss.
+// §7.12.2); after, they go back to the client with error, state and iss,
+// when the redirect URI is trusted (trustedRedirect), and show a page
+// otherwise.
 func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !p.limits.authorize.allow(p.clientIP(r)) {
 		p.errorPage(w, r, oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavail, "Too many sign-in attempts from this address. Try again in a minute.", nil))
@@ -48,16 +50,28 @@ func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	txn, e := p.newTransaction(q, client, redirect)
-	if e != nil {
-		p.redirectError(w, r, redirect, q.Get("state"), e)
+	if e == nil {
+		txnID := randomToken(32)
+		if err := p.put(r.Context(), storeKey(kindTxn, txnID), txn, transactionTTL); err != nil {
+			e = asError(err)
+		} else {
+			p.startTransaction(w, r, txnID, txn)
+			return
+		}
+	}
+	// The client and its redirect URI are known good: the error goes back
+	// to the client, if the URI is one to send a browser to unasked.
+	if !trustedRedirect(redirect, p.redirectPatterns) {
+		p.errorPage(w, r, e)
 		return
 	}
-	txnID := randomToken(32)
-	if err := p.put(r.Context(), storeKey(kindTxn, txnID), txn, transactionTTL); err != nil {
-		p.errorPage(w, r, asError(err))
-		return
-	}
-	p.logger.Info("cognitomcp: authorization started", "mcp_client", client.ID, "redirect_host", hostOf(redirect))
+	p.redirectError(w, r, redirect, q.Get("state"), e)
+}
+
+// startTransaction sends the browser on with a stored transaction: to the
+// consent page, or straight to Cognito.
+func (p *Proxy) startTransaction(w http.ResponseWriter, r *http.Request, txnID string, txn *transaction) {
+	p.logger.Info("cognitomcp: authorization started", "mcp_client", txn.ClientID, "redirect_host", hostOf(txn.RedirectURI))
 	if p.consentNeeded(r, txn) {
 		http.Redirect(w, r, p.issuer+"/consent?txn="+url.QueryEscape(txnID), http.StatusFound)
 		return

@@ -582,3 +582,28 @@ func TestFailureRotatedRefreshTokenKept(t *testing.T) {
 	status, out = failureRefresh(c, rt)
 	assert.Equal(t, http.StatusOK, status, "the retry refreshes at Cognito with its rotated refresh token: %v", out)
 }
+
+// TestFailureStoreAtAuthorize: a store that cannot record the transaction
+// at /authorize sends a loopback client temporarily_unavailable at its
+// redirect URI, with its state, so that it stops waiting and can retry; a
+// client with an https redirect URI gets a 503 page, as /authorize never
+// sends a browser to such a URI unasked (RFC 9700 §4.11.2).
+func TestFailureStoreAtAuthorize(t *testing.T) {
+	store := &failureStore{MemoryStore: cognitomcp.NewMemoryStore()}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	native := f.register(loopbackRedirect)
+	web := f.register("https://client.example/cb")
+	store.failWrites("txn")
+
+	resp, body := native.get(native.authorizeURL(nil))
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	back := location(t, resp)
+	assert.True(t, strings.HasPrefix(back.String(), loopbackRedirect), back.String())
+	assert.Equal(t, "temporarily_unavailable", back.Query().Get("error"))
+	assert.Equal(t, "client-state", back.Query().Get("state"))
+
+	resp, body = web.get(web.authorizeURL(nil))
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
+	assert.Empty(t, resp.Header.Get("Location"))
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+}

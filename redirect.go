@@ -161,6 +161,31 @@ func validateRedirectURI(raw string, patterns []redirectPattern) error {
 	return redirectError(raw, "must be https, http on a loopback host (localhost, 127.0.0.1, [::1]), or match an allowed pattern")
 }
 
+// trustedRedirect reports whether an error of an authorization request,
+// before the user has seen any page, may be sent to the redirect URI raw
+// (already validated) by redirect. RFC 9700 §4.11.2 recommends redirecting
+// automatically only to URIs the server trusts, since anyone may register
+// a client with an https redirect URI of their own and then use the
+// server's /authorize, through a bad parameter, as a link that lands on
+// their site. Trusted: http on a loopback host (the user's own machine,
+// where native clients wait for the answer) and what an operator's pattern
+// allows; an https URI is shown an error page instead.
+func trustedRedirect(raw string, patterns []redirectPattern) bool {
+	u, err := parseStrictURI(raw, false)
+	if err != nil {
+		return false
+	}
+	if u.scheme == "http" && isLoopbackRedirect(u) {
+		return true
+	}
+	for i := range patterns {
+		if patterns[i].match(u) {
+			return true
+		}
+	}
+	return false
+}
+
 func redirectError(raw, reason string) error {
 	return fmt.Errorf("%w %q: %s", errRedirectURI, truncate(raw, 80), reason)
 }
