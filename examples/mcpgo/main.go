@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -25,7 +24,12 @@ func main() {
 	demo.Main("examples/mcpgo", newMCPHandler)
 }
 
-func newMCPHandler(logger *slog.Logger) http.Handler {
+// newMCPHandler returns the streamable HTTP handler of the MCP server. It
+// needs nothing for cfg.Stateless: mcp-go's default session IDs are checked
+// for their form only, never against one process's memory, so any replica
+// answers any request. (Its WithStateLess would rather give every client
+// the same empty session ID for its event stream.)
+func newMCPHandler(cfg demo.MCPConfig) http.Handler {
 	s := server.NewMCPServer("cognitomcp-example-mcpgo", "1.0.0")
 	s.AddTool(mcp.NewTool("whoami",
 		mcp.WithDescription("Returns the signed-in Cognito user (sub, username, groups, scopes, email) and the MCP client that called."),
@@ -36,7 +40,7 @@ func newMCPHandler(logger *slog.Logger) http.Handler {
 		mcp.WithDescription(`An administrative report; requires membership in the Cognito group "admin".`),
 		mcp.WithReadOnlyHintAnnotation(true),
 	), adminReport)
-	return server.NewStreamableHTTPServer(s, server.WithStreamableHTTPLogger(logger))
+	return server.NewStreamableHTTPServer(s, server.WithStreamableHTTPLogger(cfg.Logger))
 }
 
 func whoami(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {

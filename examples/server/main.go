@@ -17,7 +17,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -31,16 +30,17 @@ func main() {
 	demo.Main("examples/server", newMCPHandler)
 }
 
-// newMCPHandler returns the streamable HTTP handler of the MCP server. The
-// proxy in front of it has verified the token and put the claims in the
-// request context; the bridge hands them to go-sdk as its TokenInfo, which
-// the tools read (a stateful session keeps the context of the request that
-// created it, so tools must not read the claims from ctx).
-func newMCPHandler(logger *slog.Logger) http.Handler {
-	server := mcp.NewServer(&mcp.Implementation{Name: "cognitomcp-example", Version: "1.0.0"}, &mcp.ServerOptions{Logger: logger})
+// newMCPHandler returns the streamable HTTP handler of the MCP server,
+// stateless when cfg says so (with REDIS_URL: go-sdk's sessions live in one
+// replica's memory). The proxy in front of it has verified the token and put
+// the claims in the request context; the bridge hands them to go-sdk as its
+// TokenInfo, which the tools read (a stateful session keeps the context of
+// the request that created it, so tools must not read the claims from ctx).
+func newMCPHandler(cfg demo.MCPConfig) http.Handler {
+	server := mcp.NewServer(&mcp.Implementation{Name: "cognitomcp-example", Version: "1.0.0"}, &mcp.ServerOptions{Logger: cfg.Logger})
 	addTools(server)
 	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
-		&mcp.StreamableHTTPOptions{Logger: logger})
+		&mcp.StreamableHTTPOptions{Logger: cfg.Logger, Stateless: cfg.Stateless})
 	return auth.RequireBearerToken(claimsBridge, nil)(streamable)
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/cognitomcp/cognitomcp/examples/internal/demo"
 	"github.com/cognitomcp/cognitomcp/examples/internal/demotest"
 )
 
@@ -21,4 +22,15 @@ func TestServer(t *testing.T) { demotest.TestExample(t, "examples/server") }
 
 func TestServerWithRedis(t *testing.T) { demotest.TestExampleWithRedis(t) }
 
-func TestTools(t *testing.T) { demotest.TestTools(t, newMCPHandler(slog.New(slog.DiscardHandler))) }
+func TestServerReplicas(t *testing.T) { demotest.TestExampleReplicas(t) }
+
+func TestTools(t *testing.T) {
+	demotest.TestTools(t, newMCPHandler(demo.MCPConfig{Logger: slog.New(slog.DiscardHandler)}))
+}
+
+// TestToolsAcrossReplicas: with REDIS_URL (Stateless) no request needs the
+// replica that answered the one before.
+func TestToolsAcrossReplicas(t *testing.T) {
+	cfg := demo.MCPConfig{Logger: slog.New(slog.DiscardHandler), Stateless: true}
+	demotest.TestToolsAcrossReplicas(t, newMCPHandler(cfg), newMCPHandler(cfg))
+}

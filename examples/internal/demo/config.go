@@ -38,8 +38,14 @@ type config struct {
 	BaseURL string
 	Addr    string // ADDR
 
-	RedisURL string // REDIS_URL; empty for the memory store
+	// RedisURL is REDIS_URL; empty for the memory store. When set, the MCP
+	// handler runs stateless (MCPConfig.Stateless), for replicas.
+	RedisURL string
 
+	// The keys (see setKeys): COGNITOMCP_MASTER_SECRET stands for the keys
+	// the other two leave unset. Without it, the cookie key is derived from
+	// JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY when both are set; anything
+	// else unset is generated at start, and dies with the process.
 	SigningKey    []byte // JWT_SIGNING_KEY
 	EncryptionKey []byte // STORAGE_ENCRYPTION_KEY
 	MasterSecret  []byte // COGNITOMCP_MASTER_SECRET

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,11 +27,26 @@ import (
 // shutdownTimeout bounds how long in-flight requests get after a signal.
 const shutdownTimeout = 10 * time.Second
 
+// MCPConfig is what Main builds an example's MCP handler with.
+type MCPConfig struct {
+	// Logger is the server's logger.
+	Logger *slog.Logger
+	// Stateless asks for a handler whose requests need no MCP session kept
+	// in this process, so that any replica can answer any request. Main sets
+	// it when REDIS_URL is set: replicas share the proxy's state through
+	// Redis, but an MCP SDK keeps its sessions in the memory of the process
+	// that opened them, and a load balancer without sticky sessions sends a
+	// session's next request to any replica. The cost is what needs a
+	// session: server-to-client requests (sampling, elicitation) and
+	// notifications outside a request, which the examples do not use.
+	Stateless bool
+}
+
 // Main runs an example server named name ("examples/server") whose MCP
 // handler newMCP builds: it reads the environment, serves until SIGINT or
 // SIGTERM and returns. On bad configuration it prints one line naming the
 // variable and exits 2; on any other failure it exits 1.
-func Main(name string, newMCP func(*slog.Logger) http.Handler) {
+func Main(name string, newMCP func(MCPConfig) http.Handler) {
 	cfg, err := loadConfig(os.Getenv)
 	if err == nil {
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
@@ -38,7 +54,7 @@ func Main(name string, newMCP func(*slog.Logger) http.Handler) {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		context.AfterFunc(ctx, stop) // a second signal kills at once
-		err = run(ctx, cfg, newMCP(logger), os.Stdout, logger)
+		err = run(ctx, cfg, newMCP(MCPConfig{Logger: logger, Stateless: cfg.RedisURL != ""}), os.Stdout, logger)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
@@ -95,10 +111,16 @@ func run(ctx context.Context, cfg config, mcp http.Handler, stdout io.Writer, lo
 	}
 
 	if generated {
-		logger.Warn("JWT_SIGNING_KEY/STORAGE_ENCRYPTION_KEY (or COGNITOMCP_MASTER_SECRET) unset: keys generated at startup, so tokens and sign-ins die with the process")
+		msg := "JWT_SIGNING_KEY/STORAGE_ENCRYPTION_KEY (or COGNITOMCP_MASTER_SECRET) unset: keys generated at startup, so tokens and sign-ins die with the process"
+		if cfg.RedisURL != "" {
+			msg += ", and replicas sharing REDIS_URL refuse each other's"
+		}
+		logger.Warn(msg)
 	}
 	if cfg.RedisURL == "" {
 		logger.Info("REDIS_URL unset: state is kept in memory, for one replica only")
+	} else {
+		logger.Info("REDIS_URL set: MCP requests need no session in this process (stateless), so any replica can answer them")
 	}
 	if fc != nil {
 		fc.print(stdout, cfg.AutoLogin)
@@ -156,9 +178,14 @@ func endOnShutdown(streams context.Context, h http.Handler) http.Handler {
 	})
 }
 
-// setKeys sets pcfg.Keys from the environment. Whatever is missing is
-// derived from a master secret generated now; generated reports whether
-// that affects tokens, which then die with the process.
+// setKeys sets pcfg.Keys from the environment. COGNITOMCP_MASTER_SECRET
+// stands for every key the other variables leave unset. Without it, the
+// cookie key is derived from JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY when
+// both are set, so that fixed keys mean fixed cookies: replicas sharing
+// REDIS_URL, and the same replica after a restart, accept each other's
+// sign-in and consent cookies. Whatever is still missing is derived from a
+// master secret generated now; generated reports that, as the keys then die
+// with the process.
 func setKeys(cfg config, pcfg *cognitomcp.ProxyConfig) (generated bool, err error) {
 	keys := cognitomcp.KeyConfig{MasterSecret: cfg.MasterSecret}
 	if cfg.SigningKey != nil {
@@ -167,15 +194,31 @@ func setKeys(cfg config, pcfg *cognitomcp.ProxyConfig) (generated bool, err erro
 	if cfg.EncryptionKey != nil {
 		keys.EncryptionKeys = []cognitomcp.EncryptionKey{{ID: keyID("enc", cfg.EncryptionKey), Key: cfg.EncryptionKey}}
 	}
-	if keys.MasterSecret == nil {
+	if keys.MasterSecret == nil && cfg.SigningKey != nil && cfg.EncryptionKey != nil {
+		cookieKey, err := cookieKeyOf(cfg.SigningKey, cfg.EncryptionKey)
+		if err != nil {
+			return false, err
+		}
+		keys.CookieKeys = [][]byte{cookieKey}
+	}
+	if keys.MasterSecret == nil && keys.CookieKeys == nil {
 		keys.MasterSecret = make([]byte, 32)
 		if _, err := rand.Read(keys.MasterSecret); err != nil {
 			return false, err
 		}
-		generated = cfg.SigningKey == nil || cfg.EncryptionKey == nil
+		generated = true
 	}
 	pcfg.Keys = keys
 	return generated, nil
+}
+
+// cookieKeyOf derives the cookie key from the signing and encryption keys
+// with HKDF-SHA256 under the example's own label, so it is fixed when they
+// are and differs from both. The encryption key, always 32 bytes, comes
+// first, so no two pairs of keys concatenate alike.
+func cookieKeyOf(signingKey, encryptionKey []byte) ([]byte, error) {
+	secret := append(append([]byte{}, encryptionKey...), signingKey...)
+	return hkdf.Key(sha256.New, secret, nil, "cognitomcp example cookie v1", 32)
 }
 
 // keyID names a key by its hash, so a new key gets a new kid.

@@ -129,8 +129,15 @@ func (s *Server) Stop(t *testing.T) {
 // DEMO_AUTO_LOGIN, so no password is typed), and returns the access token.
 func (s *Server) Login(t *testing.T, clientName string) string {
 	t.Helper()
+	return login(t, s.URL, clientName)
+}
+
+// login is Server.Login against the server, or the load balancer in front
+// of servers, at base.
+func login(t *testing.T, base, clientName string) string {
+	t.Helper()
 	const redirect = "http://127.0.0.1:9/callback" // never followed
-	clientID := s.register(t, clientName, redirect)
+	clientID := register(t, base, clientName, redirect)
 
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: Timeout,
@@ -139,13 +146,13 @@ func (s *Server) Login(t *testing.T, clientName string) string {
 	sum := sha256.Sum256([]byte(verifier))
 	q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
-		"state": {"st"}, "scope": {"openid email profile"}, "resource": {s.URL + "/mcp"}}
+		"state": {"st"}, "scope": {"openid email profile"}, "resource": {base + "/mcp"}}
 
-	next := redirectOf(t, browser, http.MethodGet, s.URL+"/authorize?"+q.Encode(), nil)
+	next := redirectOf(t, browser, http.MethodGet, base+"/authorize?"+q.Encode(), nil)
 	if strings.HasSuffix(next.Path, "/consent") {
 		form := consentForm(t, browser, next.String())
 		form.Set("action", "approve")
-		next = redirectOf(t, browser, http.MethodPost, s.URL+"/consent", form)
+		next = redirectOf(t, browser, http.MethodPost, base+"/consent", form)
 	}
 	next = redirectOf(t, browser, http.MethodGet, next.String(), nil) // Cognito: signs in at once
 	next = redirectOf(t, browser, http.MethodGet, next.String(), nil) // our callback: back to the client
@@ -153,8 +160,8 @@ func (s *Server) Login(t *testing.T, clientName string) string {
 	code := next.Query().Get("code")
 	require.NotEmpty(t, code, next.String())
 
-	resp, err := http.PostForm(s.URL+"/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"client_id": {clientID}, "code_verifier": {verifier}, "redirect_uri": {redirect}, "resource": {s.URL + "/mcp"}})
+	resp, err := http.PostForm(base+"/token", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"client_id": {clientID}, "code_verifier": {verifier}, "redirect_uri": {redirect}, "resource": {base + "/mcp"}})
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var tok struct {
@@ -166,12 +173,12 @@ func (s *Server) Login(t *testing.T, clientName string) string {
 	return tok.AccessToken
 }
 
-func (s *Server) register(t *testing.T, name, redirect string) string {
+func register(t *testing.T, base, name, redirect string) string {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"client_name": name, "redirect_uris": []string{redirect},
 		"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
 		"token_endpoint_auth_method": "none"})
-	resp, err := http.Post(s.URL+"/register", "application/json", bytes.NewReader(body))
+	resp, err := http.Post(base+"/register", "application/json", bytes.NewReader(body))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode)

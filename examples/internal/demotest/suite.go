@@ -2,10 +2,16 @@ package demotest
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cognitomcp/cognitomcp"
+	"github.com/cognitomcp/cognitomcp/cognitotest"
 	"github.com/cognitomcp/cognitomcp/internal/testredis"
 )
 
@@ -109,6 +116,62 @@ func TestExampleWithRedis(t *testing.T) {
 	s.Stop(t)
 }
 
+// TestExampleReplicas runs two replicas of an example program as a
+// multi-replica deployment would: one Cognito, one Redis, the same
+// JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY (no COGNITOMCP_MASTER_SECRET),
+// and a load balancer without sticky sessions in front, which sends each
+// request to the other replica. A sign-in whose steps alternate between the
+// replicas completes, and an MCP client's requests succeed whichever replica
+// each reaches.
+func TestExampleReplicas(t *testing.T) {
+	r := testredis.Start(t)
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	t.Cleanup(pool.Close)
+	pool.AddUser(cognitotest.User{Username: "alice", Password: rand.Text(), Email: "alice@example.com",
+		EmailVerified: true, Groups: []string{"admin"}})
+	pool.SetAutoLogin("alice")
+
+	replicas := []*url.URL{{Scheme: "http", Host: freeAddr(t)}, {Scheme: "http", Host: freeAddr(t)}}
+	var requests atomic.Uint64
+	lb := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(replicas[requests.Add(1)%uint64(len(replicas))])
+		pr.Out.Host = pr.In.Host
+	}})
+	t.Cleanup(lb.Close)
+	app := pool.AddClient(cognitotest.Client{Secret: rand.Text(), CallbackURLs: []string{lb.URL + "/auth/callback"},
+		AllowedScopes: []string{"openid", "email", "profile"}})
+
+	key := func(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
+	env := []string{"BASE_URL=" + lb.URL, "COGNITO_ISSUER_URL=" + pool.Issuer, "COGNITO_CLIENT_ID=" + app.ID,
+		"COGNITO_CLIENT_SECRET=" + app.Secret, "REDIS_URL=redis://" + r.Addr + "/0",
+		"JWT_SIGNING_KEY=" + key(1), "STORAGE_ENCRYPTION_KEY=" + key(2)}
+	var servers []*Server
+	for _, u := range replicas {
+		servers = append(servers, Start(t, append(env, "ADDR="+u.Host)...))
+	}
+
+	token := login(t, lb.URL, "Replicated Client")
+	res := callTool(t, lb.URL+"/mcp", token, "whoami")
+	require.False(t, res.IsError, Text(t, res))
+	assert.Contains(t, Text(t, res), `"username":"alice"`)
+	res = callTool(t, lb.URL+"/mcp", token, "admin_report")
+	assert.False(t, res.IsError, Text(t, res))
+	for _, s := range servers {
+		assert.Contains(t, s.Stderr(), "request admitted", "MCP requests reach every replica")
+		assert.NotContains(t, s.Stderr(), "keys generated at startup")
+		s.Stop(t)
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 type whoami struct {
 	Sub       string   `json:"sub"`
 	Username  string   `json:"username"`
@@ -119,6 +182,23 @@ type whoami struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
 	} `json:"mcp_client"`
+}
+
+// TestToolsAcrossReplicas calls an example's whoami tool through replicas
+// of its MCP handler (built as with REDIS_URL), sending each request to the
+// next replica, as a load balancer without sticky sessions does: each
+// request is answered whichever replica it reaches.
+func TestToolsAcrossReplicas(t *testing.T, replicas ...http.Handler) {
+	require.GreaterOrEqual(t, len(replicas), 2)
+	var requests atomic.Uint64
+	lb := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		replicas[requests.Add(1)%uint64(len(replicas))].ServeHTTP(w, r)
+	})
+	claims := &cognitomcp.Claims{Subject: "sub-1", Username: "u", Scopes: []string{"openid"}, Expiry: time.Now().Add(time.Hour)}
+	res := CallInProcess(t, lb, claims, "whoami")
+	require.False(t, res.IsError, Text(t, res))
+	assert.Contains(t, Text(t, res), `"sub":"sub-1"`)
+	assert.GreaterOrEqual(t, requests.Load(), uint64(len(replicas)), "every replica served a request")
 }
 
 // TestTools calls an example's tools in process (no proxy: the claims are
