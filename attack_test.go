@@ -1157,13 +1157,31 @@ func attackMatrix() []attackRow {
 		{name: "consent/CSRF token replayed",
 			arrange: func(a *attackEnv, s *attackScene) {
 				a.withConsent(s)
-				name := a.cookieOf(s.c, s.form.Get("csrf")).Name
+				s.v["cookie"] = a.cookieOf(s.c, s.form.Get("csrf")).Name
 				s.form.Set("action", "approve")
 				o := a.submit(s.c, "/consent", s.form)
 				require.Equal(a.t, http.StatusFound, o.status, o.body)
-				setCookie(a, s.c, name, s.form.Get("csrf")) // the attacker kept the cookie too
 			},
-			act:    func(a *attackEnv, s *attackScene) *attackOutcome { return a.submit(s.c, "/consent", s.form) },
+			act: func(a *attackEnv, s *attackScene) *attackOutcome {
+				// The attacker saw the page, so knows the token, and sets
+				// the double-submit cookie in a browser of its own.
+				other := a.newClient(s.c.id, s.c.redirect)
+				setCookie(a, other, s.v["cookie"], s.form.Get("csrf"))
+				return a.submit(other, "/consent", s.form)
+			},
+			status: 403, code: accessDenied},
+		{name: "consent/a denial after the approval of the same form is refused",
+			arrange: func(a *attackEnv, s *attackScene) {
+				a.withConsent(s)
+				s.form.Set("action", "approve")
+				o := a.submit(s.c, "/consent", s.form)
+				require.Equal(a.t, http.StatusFound, o.status, o.body)
+			},
+			act: func(a *attackEnv, s *attackScene) *attackOutcome {
+				form := maps.Clone(s.form)
+				form.Set("action", "deny")
+				return a.submit(s.c, "/consent", form)
+			},
 			status: 403, code: accessDenied},
 		{name: "consent/CSRF token of another transaction",
 			arrange: func(a *attackEnv, s *attackScene) {

@@ -13,7 +13,12 @@ import (
 
 // Lifetimes of the short-lived state of a sign-in.
 const (
+	// transactionTTL is how long a transaction waits for the consent page's
+	// answer; signInTTL, how long it waits for the user at Cognito once on
+	// the way there: as long as Cognito's managed-login session, which a
+	// sign-up with email verification or an MFA enrolment may take.
 	transactionTTL = 15 * time.Minute
+	signInTTL      = time.Hour
 	codeTTL        = 5 * time.Minute
 	// unredeemedGrantTTL is how long a grant is stored before its code is
 	// redeemed: the code's life, and a margin for the clocks of replicas.
@@ -51,11 +56,15 @@ func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	txn, e := p.newTransaction(q, client, redirect)
 	if e == nil {
-		txnID := randomToken(32)
-		if err := p.put(r.Context(), storeKey(kindTxn, txnID), txn, transactionTTL); err != nil {
+		txnID, consent := randomToken(32), p.consentNeeded(r, txn)
+		ttl := signInTTL
+		if consent {
+			ttl = transactionTTL
+		}
+		if err := p.put(r.Context(), storeKey(kindTxn, txnID), txn, ttl); err != nil {
 			e = asError(err)
 		} else {
-			p.startTransaction(w, r, txnID, txn)
+			p.startTransaction(w, r, txnID, txn, consent)
 			return
 		}
 	}
@@ -70,9 +79,9 @@ func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 
 // startTransaction sends the browser on with a stored transaction: to the
 // consent page, or straight to Cognito.
-func (p *Proxy) startTransaction(w http.ResponseWriter, r *http.Request, txnID string, txn *transaction) {
+func (p *Proxy) startTransaction(w http.ResponseWriter, r *http.Request, txnID string, txn *transaction, consent bool) {
 	p.logger.Info("cognitomcp: authorization started", "mcp_client", txn.ClientID, "redirect_host", hostOf(txn.RedirectURI))
-	if p.consentNeeded(r, txn) {
+	if consent {
 		http.Redirect(w, r, p.issuer+"/consent?txn="+url.QueryEscape(txnID), http.StatusFound)
 		return
 	}
@@ -225,7 +234,7 @@ func isUnreserved(s string, pkce bool) bool {
 // Cognito's authorization endpoint with the proxy's own PKCE and nonce.
 func (p *Proxy) redirectUpstream(w http.ResponseWriter, r *http.Request, txnID string, txn *transaction) {
 	name := p.bindingCookie(txnID)
-	p.setCookie(w, name, p.keys.cookies.Sign(name, hashKey("bind", txnID), p.now().Add(transactionTTL)), transactionTTL)
+	p.setCookie(w, name, p.keys.cookies.Sign(name, hashKey("bind", txnID), p.now().Add(signInTTL)), signInTTL)
 	cfg := p.upstream
 	cfg.Scopes = upstreamScopes(txn.Scopes)
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(txn.UpstreamVerifier), oauth2.SetAuthURLParam("nonce", txn.UpstreamNonce)}

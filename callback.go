@@ -79,17 +79,11 @@ func (p *Proxy) takeTransaction(r *http.Request, txnID string) (*transaction, *E
 	}
 	// Check the cookie before taking, so a forged callback cannot burn
 	// another browser's transaction.
-	name := p.bindingCookie(txnID)
-	c, err := r.Cookie(name)
-	if err != nil {
-		return nil, oauthError(http.StatusBadRequest, CodeAccessDenied, "This sign-in was started in another browser or has expired. Start again from your application.", errors.New("binding cookie missing"))
-	}
-	v, err := p.keys.cookies.Verify(name, c.Value, p.now())
-	if err != nil || v != hashKey("bind", txnID) {
-		return nil, oauthError(http.StatusBadRequest, CodeAccessDenied, "This sign-in was started in another browser or has expired. Start again from your application.", errors.New("binding cookie invalid"))
+	if err := p.checkBinding(r, txnID); err != nil {
+		return nil, oauthError(http.StatusBadRequest, CodeAccessDenied, "This sign-in was started in another browser or has expired. Start again from your application.", err)
 	}
 	var txn transaction
-	err = p.take(r.Context(), storeKey(kindTxn, txnID), &txn)
+	err := p.take(r.Context(), storeKey(kindTxn, txnID), &txn)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "This sign-in expired or was already used. Start again from your application.", err)
@@ -97,6 +91,20 @@ func (p *Proxy) takeTransaction(r *http.Request, txnID string) (*transaction, *E
 		return nil, asError(err)
 	}
 	return &txn, nil
+}
+
+// checkBinding checks the cookie that binds transaction txnID to this
+// browser, set when the browser left for Cognito.
+func (p *Proxy) checkBinding(r *http.Request, txnID string) error {
+	name := p.bindingCookie(txnID)
+	c, err := r.Cookie(name)
+	if err != nil {
+		return errors.New("binding cookie missing")
+	}
+	if v, err := p.keys.cookies.Verify(name, c.Value, p.now()); err != nil || v != hashKey("bind", txnID) {
+		return errors.New("binding cookie invalid")
+	}
+	return nil
 }
 
 // grantFromCognito exchanges Cognito's code, verifies its tokens and stores

@@ -141,23 +141,46 @@ func (p *Proxy) answerConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	txnID, csrf := form.Get("txn"), form.Get("csrf")
-	if e := p.checkCSRF(r, txnID, csrf); e != nil {
+	answered, e := p.checkCSRF(r, txnID, csrf)
+	if e != nil {
 		p.errorPage(w, r, e)
 		return
 	}
-	p.clearCookie(w, p.csrfCookie(txnID))
 	var txn transaction
 	if e := p.loadTransaction(r, txnID, &txn); e != nil {
 		p.errorPage(w, r, e)
 		return
 	}
-	if form.Get("action") != "approve" {
+	approve := form.Get("action") == "approve"
+	if answered {
+		// This form was posted before. From the browser that the approval
+		// sent to Cognito (its binding cookie proves it), it is a double
+		// click on Allow whose first answer the browser dropped for the
+		// second: Allow again gets the same redirect. Anything else, and
+		// any other browser, is refused.
+		if !txn.Approved || !approve || p.checkBinding(r, txnID) != nil {
+			p.errorPage(w, r, csrfRefused(errors.New("csrf token already used")))
+			return
+		}
+		p.redirectUpstream(w, r, txnID, &txn)
+		return
+	}
+	if !approve {
+		p.clearCookie(w, p.csrfCookie(txnID))
 		_ = p.del(r.Context(), storeKey(kindTxn, txnID))
 		p.logger.Info("cognitomcp: consent denied", "mcp_client", txn.ClientID)
 		p.redirectError(w, r, txn.RedirectURI, txn.State, oauthError(http.StatusForbidden, CodeAccessDenied, "the user denied access", nil))
 		return
 	}
 	p.logger.Info("cognitomcp: consent given", "mcp_client", txn.ClientID, "redirect_host", hostOf(txn.RedirectURI))
+	// Now it waits for the user at Cognito. The CSRF cookie stays, to
+	// expire by itself: with the binding cookie, it is what tells a second
+	// Allow of this browser's form from a forged one.
+	txn.Approved = true
+	if err := p.put(r.Context(), storeKey(kindTxn, txnID), &txn, signInTTL); err != nil {
+		p.errorPage(w, r, asError(err))
+		return
+	}
 	if p.consent == ConsentRemember {
 		p.remember(w, r, rememberKey(&txn))
 	}
@@ -166,29 +189,32 @@ func (p *Proxy) answerConsent(w http.ResponseWriter, r *http.Request) {
 
 // checkCSRF checks the double-submit cookie, then takes the token from the
 // store so it works once, and checks it belongs to this transaction.
-func (p *Proxy) checkCSRF(r *http.Request, txnID, csrf string) *Error {
-	forged := oauthError(http.StatusForbidden, CodeAccessDenied, "This form is out of date or was not sent by this page. Start again from your application.", nil)
+// answered reports a token already taken, with its cookie in this browser:
+// this browser's form answered before.
+func (p *Proxy) checkCSRF(r *http.Request, txnID, csrf string) (answered bool, e *Error) {
 	if txnID == "" || csrf == "" || len(csrf) > 64 || len(txnID) > 64 {
-		return forged
+		return false, csrfRefused(nil)
 	}
 	c, err := r.Cookie(p.csrfCookie(txnID))
 	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(csrf)) != 1 {
-		forged.Err = errors.New("csrf cookie missing or different")
-		return forged
+		return false, csrfRefused(errors.New("csrf cookie missing or different"))
 	}
 	var bound string
 	err = p.take(r.Context(), storeKey(kindCSRF, csrf), &bound)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		forged.Err = errors.New("csrf token unknown or already used")
-		return forged
+		return true, nil
 	case err != nil:
-		return asError(err)
+		return false, asError(err)
 	case bound != txnID:
-		forged.Err = errors.New("csrf token of another transaction")
-		return forged
+		return false, csrfRefused(errors.New("csrf token of another transaction"))
 	}
-	return nil
+	return false, nil
+}
+
+// csrfRefused is the 403 of a consent form that is forged or out of date.
+func csrfRefused(err error) *Error {
+	return oauthError(http.StatusForbidden, CodeAccessDenied, "This form is out of date or was not sent by this page. Start again from your application.", err)
 }
 
 // consentNeeded says whether to show the consent page for txn (whose

@@ -408,16 +408,21 @@ func TestProxyPublicCognitoClient(t *testing.T) {
 	}
 }
 
-// grantTTLStore is a MemoryStore that records the lifetime of every grant
-// written.
-type grantTTLStore struct {
+// ttlStore is a MemoryStore that records the lifetime of every record of
+// one kind ("grant", "txn") written.
+type ttlStore struct {
 	*cognitomcp.MemoryStore
+	kind string
 	mu   sync.Mutex
 	ttls []time.Duration
 }
 
-func (s *grantTTLStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
-	if strings.HasPrefix(key, "grant:") {
+func newTTLStore(kind string) *ttlStore {
+	return &ttlStore{MemoryStore: cognitomcp.NewMemoryStore(), kind: kind}
+}
+
+func (s *ttlStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	if strings.HasPrefix(key, s.kind+":") {
 		s.mu.Lock()
 		s.ttls = append(s.ttls, ttl)
 		s.mu.Unlock()
@@ -425,7 +430,7 @@ func (s *grantTTLStore) Set(ctx context.Context, key string, v []byte, ttl time.
 	return s.MemoryStore.Set(ctx, key, v, ttl)
 }
 
-func (s *grantTTLStore) grantTTLs() []time.Duration {
+func (s *ttlStore) written() []time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.ttls)
@@ -435,16 +440,16 @@ func (s *grantTTLStore) grantTTLs() []time.Duration {
 // never redeemed does not keep Cognito's refresh token in the store for the
 // sign-in's whole life; once redeemed, the grant lives until it expires.
 func TestProxyUnredeemedGrantLivesAsLongAsItsCode(t *testing.T) {
-	store := &grantTTLStore{MemoryStore: cognitomcp.NewMemoryStore()}
+	store := newTTLStore("grant")
 	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
 	c := f.register(loopbackRedirect)
 	code := c.signIn(nil).Get("code")
-	ttls := store.grantTTLs()
+	ttls := store.written()
 	require.Len(t, ttls, 1)
 	assert.GreaterOrEqual(t, ttls[0], 5*time.Minute, "the grant outlives its code")
 	assert.LessOrEqual(t, ttls[0], 6*time.Minute, "an unredeemed grant is kept no longer than its code, and a margin")
 	c.redeem(code)
-	ttls = store.grantTTLs()
+	ttls = store.written()
 	require.Len(t, ttls, 2)
 	assert.Equal(t, 30*24*time.Hour, ttls[1], "redeemed, the grant lives as long as the sign-in")
 }
@@ -558,4 +563,28 @@ func TestProxyWarnsWithoutLocker(t *testing.T) {
 	assert.Contains(t, wrapped.logs.String(), "is not a Locker")
 	plain := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = cognitomcp.NewMemoryStore() })
 	assert.NotContains(t, plain.logs.String(), "Locker")
+}
+
+// TestProxySignInOutlastsTheConsentPage: once the user approves, the
+// transaction waits an hour for the sign-in at Cognito (a sign-up with
+// email verification, an MFA enrolment), as Cognito's own managed-login
+// session does, and the browser's binding cookie as long; the consent page
+// itself waits 15 minutes.
+func TestProxySignInOutlastsTheConsentPage(t *testing.T) {
+	store := newTTLStore("txn")
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	resp, body := c.get(c.authorizeURL(nil))
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	form, _ := c.consentForm(location(t, resp).String())
+	form.Set("action", "approve")
+	resp, body = c.postForm(f.srv.URL+"/consent", form)
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	assert.Equal(t, []time.Duration{15 * time.Minute, time.Hour}, store.written(), "the consent page's wait, then the sign-in's")
+
+	f.clock.Advance(40 * time.Minute) // the user verifies an email address at Cognito
+	resp, _ = c.get(location(t, resp).String())
+	resp, body = c.get(location(t, resp).String()) // the callback
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	assert.NotEmpty(t, location(t, resp).Query().Get("code"), "the binding cookie still holds")
 }

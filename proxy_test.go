@@ -398,12 +398,32 @@ func TestProxyConsent(t *testing.T) {
 		resp, _ := stranger.postForm(f.srv.URL+"/consent", form)
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	})
-	t.Run("CSRF token replayed", func(t *testing.T) {
+	t.Run("Allow twice (a double click) gets the same redirect, and the sign-in completes", func(t *testing.T) {
+		form := start()
+		form.Set("action", "approve")
+		first, _ := c.postForm(f.srv.URL+"/consent", form)
+		require.Equal(t, http.StatusFound, first.StatusCode)
+		second, body := c.postForm(f.srv.URL+"/consent", form)
+		require.Equal(t, http.StatusFound, second.StatusCode, "not the 403 of a forged form: %s", body)
+		assert.Equal(t, location(t, first).String(), location(t, second).String())
+		resp, _ := c.get(location(t, second).String()) // Cognito, which signs alice in
+		resp, body = c.get(location(t, resp).String()) // the callback
+		require.Equal(t, http.StatusFound, resp.StatusCode, body)
+		assert.NotEmpty(t, location(t, resp).Query().Get("code"))
+	})
+	t.Run("CSRF token replayed in another browser", func(t *testing.T) {
 		form := start()
 		form.Set("action", "approve")
 		resp, _ := c.postForm(f.srv.URL+"/consent", form)
 		require.Equal(t, http.StatusFound, resp.StatusCode)
-		resp, _ = c.postForm(f.srv.URL+"/consent", form)
+		other := f.newClient(c.id, c.redirect)
+		u, _ := url.Parse(f.srv.URL)
+		for _, k := range c.browser.Jar.Cookies(u) {
+			if k.Value == form.Get("csrf") { // the double-submit cookie, which the attacker can set in its own browser
+				other.browser.Jar.SetCookies(u, []*http.Cookie{{Name: k.Name, Value: k.Value, Path: "/"}})
+			}
+		}
+		resp, _ = other.postForm(f.srv.URL+"/consent", form)
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	})
 	t.Run("binding cookie missing at the callback", func(t *testing.T) {

@@ -68,6 +68,7 @@ type transaction struct {
 	UpstreamNonce     string    `json:"upstream_nonce"`
 	CreatedAt         time.Time `json:"created_at"`
 	PromptConsentSeen bool      `json:"prompt_consent,omitempty"`
+	Approved          bool      `json:"approved,omitempty"` // the user approved it on the consent page
 }
 
 // codeRecord is an authorization code the proxy issued to an MCP client.
