@@ -269,30 +269,38 @@ func (p *Proxy) redirectError(w http.ResponseWriter, r *http.Request, redirect, 
 }
 
 // redirectToClient redirects the browser to the client's redirect URI with
-// q added to its query, after checking the URI once more.
+// q added after its query, after checking the URI once more.
 func (p *Proxy) redirectToClient(w http.ResponseWriter, r *http.Request, redirect string, q url.Values) {
 	if err := validateRedirectURI(redirect, p.redirectPatterns); err != nil {
 		p.errorPage(w, r, oauthError(http.StatusBadRequest, CodeInvalidRequest, "The redirect URI is not allowed.", err))
 		return
 	}
 	u, _ := url.Parse(redirect) // validated above
-	merged := u.Query()
-	for k, vs := range q {
-		merged[k] = vs
+	// The registered query stays as written (RFC 6749 §3.1.2), with any
+	// pair url.ParseQuery would drop (one holding ';'); q follows it.
+	if u.RawQuery != "" {
+		u.RawQuery += "&" + q.Encode()
+	} else {
+		u.RawQuery = q.Encode()
 	}
-	u.RawQuery = merged.Encode()
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
+// hostOf is where a redirect URI sends the browser, for people and logs:
+// the host of an http(s) URI; for a custom scheme, which the operating
+// system dispatches by scheme to an application, the scheme and host
+// ("claude://callback"), or the scheme alone ("com.example.app:").
 func hostOf(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	switch {
+	case err != nil:
 		return ""
-	}
-	if u.Host == "" {
+	case u.Scheme == "http" || u.Scheme == "https":
+		return u.Host
+	case u.Host == "":
 		return u.Scheme + ":"
 	}
-	return u.Host
+	return u.Scheme + "://" + u.Host
 }

@@ -43,12 +43,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	p.clearCookie(w, p.bindingCookie(txnID))
 	if upstreamErr := q.Get("error"); upstreamErr != "" {
-		code := CodeServerError
-		if upstreamErr == CodeAccessDenied {
-			code = CodeAccessDenied
-		}
-		p.redirectError(w, r, txn.RedirectURI, txn.State, oauthError(http.StatusBadGateway, code, "sign-in at the identity provider did not complete",
-			fmt.Errorf("cognito answered error %.40q", upstreamErr)))
+		p.redirectError(w, r, txn.RedirectURI, txn.State, cognitoAuthorizeError(upstreamErr))
 		return
 	}
 	grant, e := p.grantFromCognito(r.Context(), q.Get("code"), txn)
@@ -69,6 +64,22 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		out.Set("state", txn.State)
 	}
 	p.redirectToClient(w, r, txn.RedirectURI, out)
+}
+
+// cognitoAuthorizeError is what the client is told of an error Cognito's
+// authorization endpoint sent back: a denial stays access_denied (and is
+// no server error in the log), an outage stays temporarily_unavailable (so
+// the client retries), anything else is the proxy's server_error.
+// Cognito's error_description is neither passed on nor logged.
+func cognitoAuthorizeError(code string) *Error {
+	err := fmt.Errorf("cognito answered error %.40q", code)
+	switch code {
+	case CodeAccessDenied:
+		return oauthError(http.StatusForbidden, CodeAccessDenied, "sign-in at the identity provider was denied", err)
+	case CodeTemporarilyUnavail:
+		return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", err)
+	}
+	return oauthError(http.StatusBadGateway, CodeServerError, "sign-in at the identity provider did not complete", err)
 }
 
 // takeTransaction takes the transaction named by state, once, and checks

@@ -31,6 +31,7 @@ type consentPage struct {
 	ClientName, ClientID, RedirectHost, RedirectURI, ServerName, Lifetime string
 	Scopes                                                                []scopeLine
 	Loopback, CustomScheme                                                bool
+	Scheme                                                                string // of a custom-scheme redirect URI
 	TxnID, CSRF, Action, Nonce                                            string
 }
 
@@ -114,9 +115,17 @@ func (p *Proxy) showConsent(w http.ResponseWriter, r *http.Request) {
 		RedirectHost: hostOf(txn.RedirectURI), RedirectURI: txn.RedirectURI, ServerName: p.serviceName,
 		Scopes: scopeLines(txn.Scopes), Lifetime: lifetime(p.refreshTTL),
 		Loopback: u != nil && isLoopbackHost(u.Hostname()), CustomScheme: u != nil && u.Scheme != "http" && u.Scheme != "https",
-		TxnID: txnID, CSRF: csrf, Action: p.basePath + "/consent",
+		Scheme: schemeOf(u),
+		TxnID:  txnID, CSRF: csrf, Action: p.basePath + "/consent",
 	}
 	p.render(w, http.StatusOK, "consent.html", &page)
+}
+
+func schemeOf(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Scheme
 }
 
 // loadTransaction reads a pending transaction, or returns the page error.

@@ -775,7 +775,9 @@ func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *Error) {
 func singleValued(v url.Values) *Error {
 	for k, vs := range v {
 		if len(vs) > 1 {
-			return oauthError(http.StatusBadRequest, CodeInvalidRequest, "parameter "+truncate(k, 40)+" repeated", nil)
+			// The name goes to the log only: a page of the proxy's shows no
+			// text a link's author chose.
+			return oauthError(http.StatusBadRequest, CodeInvalidRequest, "a parameter is repeated", fmt.Errorf("parameter %.40q repeated", k))
 		}
 	}
 	return nil

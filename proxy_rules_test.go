@@ -588,3 +588,39 @@ func TestProxySignInOutlastsTheConsentPage(t *testing.T) {
 	require.Equal(t, http.StatusFound, resp.StatusCode, body)
 	assert.NotEmpty(t, location(t, resp).Query().Get("code"), "the binding cookie still holds")
 }
+
+// TestConsentPageNamesTheApplication: for a custom-scheme redirect URI the
+// consent page shows the scheme (the operating system picks the receiving
+// application by it), not a host such as "callback"; an error page repeats
+// no text of the link.
+func TestConsentPageNamesTheApplication(t *testing.T) {
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.AllowedRedirectURIs = []string{"claude://callback"} })
+	c := f.register("claude://callback")
+	resp, body := c.get(c.authorizeURL(nil))
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	_, page := c.get(location(t, resp).String())
+	assert.Contains(t, page, `<code id="redirect-host">claude://callback</code>`)
+	assert.Contains(t, page, `handles <code>claude:</code> links`)
+
+	resp, page = c.get(c.authorizeURL(nil) + "&Sign+in+at+evil.example=1&Sign+in+at+evil.example=2")
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.NotContains(t, page, "evil.example")
+	assert.Contains(t, f.logs.String(), "evil.example", "the operator's log names the parameter")
+}
+
+// TestRedirectKeepsTheRegisteredQuery: the query of a registered redirect
+// URI reaches the client as written, a pair with ';' included (which
+// url.ParseQuery drops), with the answer's parameters after it.
+func TestRedirectKeepsTheRegisteredQuery(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect + "?session=a;b&x=1")
+	resp, body := c.get(c.authorizeURL(nil))
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	form, _ := c.consentForm(location(t, resp).String())
+	form.Set("action", "deny")
+	resp, body = c.postForm(f.srv.URL+"/consent", form)
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	raw := location(t, resp).RawQuery
+	assert.True(t, strings.HasPrefix(raw, "session=a;b&x=1&"), raw)
+	assert.Contains(t, raw, "error=access_denied")
+}

@@ -458,6 +458,31 @@ func TestProxyCognitoFailureAtCallback(t *testing.T) {
 		assert.Empty(t, q.Get("code"))
 		assert.Equal(t, "client-state", q.Get("state"))
 	})
+	for upstream, want := range map[string]string{
+		"access_denied": "access_denied", "temporarily_unavailable": "temporarily_unavailable",
+		"invalid_scope": "server_error", "unauthorized_client": "server_error",
+	} {
+		t.Run("Cognito sends back "+upstream, func(t *testing.T) {
+			f := newProxyFixture(t, nil)
+			c := f.register(loopbackRedirect)
+			resp, body := c.get(c.authorizeURL(nil))
+			require.Equal(t, http.StatusFound, resp.StatusCode, body)
+			form, _ := c.consentForm(location(t, resp).String())
+			form.Set("action", "approve")
+			resp, body = c.postForm(f.srv.URL+"/consent", form)
+			require.Equal(t, http.StatusFound, resp.StatusCode, body)
+			state := location(t, resp).Query().Get("state")
+			callback := f.srv.URL + "/auth/callback?" + url.Values{"error": {upstream}, "error_description": {"Cognito's own words"}, "state": {state}}.Encode()
+			resp, body = c.get(callback)
+			require.Equal(t, http.StatusFound, resp.StatusCode, body)
+			q := location(t, resp).Query()
+			assert.Equal(t, want, q.Get("error"))
+			assert.Equal(t, "client-state", q.Get("state"))
+			assert.NotContains(t, q.Get("error_description"), "Cognito's own words")
+			assert.NotContains(t, f.logs.String(), "Cognito's own words")
+			assert.Equal(t, want != "access_denied", strings.Contains(f.logs.String(), "level=ERROR"), "a denial is no server error: %s", f.logs)
+		})
+	}
 	t.Run("token that fails verification gives no code", func(t *testing.T) {
 		var pool *cognitotest.UserPool
 		f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
