@@ -467,12 +467,28 @@ func (p *Proxy) buildRoutes() map[string]http.Handler {
 		p.basePath + "/token":  p.corsPOST(http.HandlerFunc(p.handleToken)),
 		p.basePath + "/revoke": p.corsPOST(http.HandlerFunc(p.handleRevoke)),
 	}
-	// One MCP endpoint per host: the root PRM describes it too (MCP 2025-11-25).
-	if _, taken := routes["/.well-known/oauth-protected-resource"]; !taken {
-		routes["/.well-known/oauth-protected-resource"] = prm
+	// One MCP endpoint per host: the root PRM describes it too (MCP
+	// 2025-11-25), and with BaseURL's path the root metadata documents
+	// describe this authorization server (some clients ask the root
+	// whatever the issuer's path).
+	for path, h := range map[string]http.Handler{
+		"/.well-known/oauth-protected-resource":   prm,
+		"/.well-known/oauth-authorization-server": asm,
+		"/.well-known/openid-configuration":       asm,
+	} {
+		if _, taken := routes[path]; !taken {
+			routes[path] = h
+		}
 	}
 	return routes
 }
+
+// wellKnownNotFound answers a metadata document the proxy does not have:
+// 404 in JSON, with CORS (a preflight is answered), so a browser-based
+// client's discovery reads it and falls through to the next URL.
+var wellKnownNotFound = cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	writeOAuthError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Description: "no such metadata document"})
+}), http.MethodGet, "MCP-Protocol-Version")
 
 func originOf(u string) string {
 	parsed, err := url.Parse(u)
@@ -496,7 +512,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/.well-known/") {
-		writeOAuthError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Description: "no such metadata document"})
+		wellKnownNotFound.ServeHTTP(w, r)
 		return
 	}
 	http.NotFound(w, r)

@@ -605,6 +605,34 @@ func TestProxyMetadata(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "C3: unknown well-known paths are 404")
 	resp, _ = get("/.well-known/oauth-protected-resource/nope")
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Equal(t, "*", resp.Header.Get("Access-Control-Allow-Origin"), "a browser-based client reads the 404 and moves on")
+	req, _ := http.NewRequest(http.MethodOptions, f.srv.URL+"/.well-known/oauth-authorization-server/mcp", nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode, "the preflight of a document the proxy does not have")
+	assert.Equal(t, "*", resp.Header.Get("Access-Control-Allow-Origin"))
+}
+
+// TestProxyMetadataUnderAPath: with a path in BaseURL, the authorization
+// server metadata is at the RFC 8414 URL with the path, and at the root
+// too, which some clients ask whatever the issuer's path.
+func TestProxyMetadataUnderAPath(t *testing.T) {
+	var base string
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { base = cfg.BaseURL + "/tools"; cfg.BaseURL = base })
+	for _, path := range []string{"/.well-known/oauth-authorization-server/tools", "/.well-known/oauth-authorization-server",
+		"/.well-known/openid-configuration", "/tools/.well-known/openid-configuration"} {
+		resp, err := http.Get(f.srv.URL + path)
+		require.NoError(t, err)
+		var as map[string]any
+		require.NoError(t, jsonDecode(resp.Body, &as))
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+		assert.Equal(t, base, as["issuer"], path)
+		assert.Equal(t, base+"/token", as["token_endpoint"], path)
+	}
 }
 
 func TestProxyOriginCheck(t *testing.T) {
