@@ -22,8 +22,13 @@ import (
 // maxRedirectURILen bounds a redirect URI, a pattern and a metadata document URL.
 const maxRedirectURILen = 2048
 
-// errRedirectURI is wrapped by every refusal of validateRedirectURI.
-var errRedirectURI = errors.New("invalid redirect URI")
+// errRedirectURI is wrapped by every refusal of validateRedirectURI;
+// errRedirectNotAllowed too, by the refusal of a well-formed URI whose
+// scheme or host the policy does not allow.
+var (
+	errRedirectURI        = errors.New("invalid redirect URI")
+	errRedirectNotAllowed = errors.New("not allowed")
+)
 
 // blockedSchemes can never be registered, not even through a pattern.
 var blockedSchemes = map[string]bool{
@@ -158,7 +163,7 @@ func validateRedirectURI(raw string, patterns []redirectPattern) error {
 			return nil
 		}
 	}
-	return redirectError(raw, "must be https, http on a loopback host (localhost, 127.0.0.1, [::1]), or match an allowed pattern")
+	return fmt.Errorf("%w: %w", redirectError(raw, "must be https, http on a loopback host (localhost, 127.0.0.1, [::1]), or match an allowed pattern"), errRedirectNotAllowed)
 }
 
 // trustedRedirect reports whether an error of an authorization request,

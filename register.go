@@ -42,7 +42,8 @@ func requestedScopes(scope string) []string {
 // handleRegister is RFC 7591 dynamic client registration, in its steps: rate
 // limit per client IP; a JSON object of at most 64 KiB; metadata checked
 // (unknown fields ignored, known ones bounded, a grant or response type the
-// proxy does not serve refused); every redirect URI by validateRedirectURI;
+// proxy does not serve refused); the redirect URIs by validateRedirectURI,
+// those of a scheme or host it does not allow dropped if others remain;
 // the client stored for ClientTTL; 201 with the metadata echoed. Every
 // client is public: the proxy never issues client secrets, so
 // token_endpoint_auth_method is always "none".
@@ -140,10 +141,8 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 	if err := md.checkCommon(refuseUnsupported); err != nil {
 		return nil, bad(err)
 	}
-	for i, u := range md.RedirectURIs {
-		if err := validateRedirectURI(u, p.redirectPatterns); err != nil {
-			return nil, bad(fmt.Errorf("redirect_uris[%d]: %w", i, err))
-		}
+	if err := p.keepAllowedRedirectURIs(md); err != nil {
+		return nil, bad(err)
 	}
 	switch {
 	case md.canBePublic(), md.AuthMethod == "client_secret_post", md.AuthMethod == "client_secret_basic":
@@ -170,6 +169,38 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 	rec := md.record(randomToken(16), p.now())
 	rec.Scopes = scopes
 	return rec, nil
+}
+
+// keepAllowedRedirectURIs keeps the redirect URIs the policy allows and
+// drops the well-formed ones it does not (a custom scheme no pattern
+// allows): Cursor registers http://localhost:8787/callback and
+// cursor://anysphere.cursor-mcp/oauth/callback together and signs in with
+// the first, and RFC 7591 §3.2.1 lets the server register less than was
+// asked, the answer echoing what it kept. A malformed or dangerous URI
+// (javascript:, userinfo, dot segments…) refuses the registration, and so
+// does a list with nothing left.
+func (p *Proxy) keepAllowedRedirectURIs(md *clientMetadata) error {
+	kept := make([]string, 0, len(md.RedirectURIs))
+	var refused error
+	for i, u := range md.RedirectURIs {
+		err := validateRedirectURI(u, p.redirectPatterns)
+		switch {
+		case err == nil:
+			kept = append(kept, u)
+		case !errors.Is(err, errRedirectNotAllowed):
+			return fmt.Errorf("redirect_uris[%d]: %w", i, err)
+		case refused == nil:
+			refused = fmt.Errorf("redirect_uris[%d]: %w", i, err)
+		}
+	}
+	if len(kept) == 0 {
+		return refused
+	}
+	if len(kept) < len(md.RedirectURIs) {
+		p.logger.Info("cognitomcp: registration keeps only the redirect URIs allowed", "kept", len(kept), "dropped", len(md.RedirectURIs)-len(kept))
+	}
+	md.RedirectURIs = kept
+	return nil
 }
 
 // registrationScopes checks a requested scope: every token must be one of

@@ -206,6 +206,17 @@ func TestRegisterHandler(t *testing.T) {
 			body: regBody(func(m map[string]any) { m["grant_types"] = []string{"authorization_code"} }),
 			then: func(t *testing.T, r response) { assert.Equal(t, []any{"authorization_code"}, r["grant_types"]) }},
 
+		{name: "a redirect URI of a scheme no pattern allows is dropped when others remain (Cursor)", status: 201,
+			body: regBody(func(m map[string]any) {
+				m["redirect_uris"] = []string{"http://localhost:8787/callback", "myapp://oauth/callback", "http://127.0.0.1:8787/callback"}
+			}),
+			then: func(t *testing.T, r response) {
+				assert.Equal(t, []any{"http://localhost:8787/callback", "http://127.0.0.1:8787/callback"}, r["redirect_uris"], "the echo says what was kept")
+			}},
+		{name: "only redirect URIs the policy does not allow", status: 400, code: CodeInvalidRedirectURI,
+			body: regBody(func(m map[string]any) { m["redirect_uris"] = []string{"myapp://oauth/callback", "http://example.com/cb"} })},
+		{name: "a dangerous redirect URI refuses the registration, allowed ones beside it or not", status: 400, code: CodeInvalidRedirectURI,
+			body: regBody(func(m map[string]any) { m["redirect_uris"] = []string{"http://localhost/cb", "javascript:alert(1)"} })},
 		{name: "missing redirect_uris", body: `{"client_name":"x"}`, status: 400, code: CodeInvalidClientMeta},
 		{name: "null redirect_uris", body: `{"client_name":"x","redirect_uris":null}`, status: 400, code: CodeInvalidClientMeta},
 		{name: "empty redirect_uris", body: `{"redirect_uris":[]}`, status: 400, code: CodeInvalidClientMeta},
