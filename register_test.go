@@ -214,7 +214,9 @@ func TestRegisterHandler(t *testing.T) {
 				assert.Equal(t, []any{"http://localhost:8787/callback", "http://127.0.0.1:8787/callback"}, r["redirect_uris"], "the echo says what was kept")
 			}},
 		{name: "only redirect URIs the policy does not allow", status: 400, code: CodeInvalidRedirectURI,
-			body: regBody(func(m map[string]any) { m["redirect_uris"] = []string{"myapp://oauth/callback", "http://example.com/cb"} })},
+			body: regBody(func(m map[string]any) {
+				m["redirect_uris"] = []string{"myapp://oauth/callback", "http://example.com/cb"}
+			})},
 		{name: "a dangerous redirect URI refuses the registration, allowed ones beside it or not", status: 400, code: CodeInvalidRedirectURI,
 			body: regBody(func(m map[string]any) { m["redirect_uris"] = []string{"http://localhost/cb", "javascript:alert(1)"} })},
 		{name: "missing redirect_uris", body: `{"client_name":"x"}`, status: 400, code: CodeInvalidClientMeta},
