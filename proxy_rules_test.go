@@ -3,6 +3,7 @@ package cognitomcp_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -374,37 +375,45 @@ func TestProxyBasicClientGetsBasicChallenge(t *testing.T) {
 	}
 }
 
-// TestProxyPublicCognitoClient: behind a public Cognito app client (no
-// secret) the proxy sends its client_id in the body, never a Basic header
-// with an empty secret (which the fake pool, like Cognito, refuses), at the
-// code exchange, the refresh and the revocation, whatever ClientAuthMethod
-// says.
-func TestProxyPublicCognitoClient(t *testing.T) {
+// TestProxyCognitoClientAuth: the proxy authenticates to Cognito as its
+// app client at the code exchange, the refresh and the revocation, with a
+// secret or without, whatever ClientAuthMethod says. Without a secret it
+// sends its client_id in the body, never a Basic header with an empty
+// secret (which the fake pool, like Cognito, refuses); with one it revokes
+// with HTTP Basic, which Cognito's revocation endpoint requires even when
+// the token endpoint is given client_secret_post.
+func TestProxyCognitoClientAuth(t *testing.T) {
 	clock := newTestClock()
 	pool := newTestPool(t, clock)
-	for _, method := range []string{"", "client_secret_basic", "client_secret_post"} {
-		t.Run("method="+method, func(t *testing.T) {
-			f := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
-				public := pool.AddClient(cognitotest.Client{CallbackURLs: []string{cfg.BaseURL + "/auth/callback"}})
-				cfg.ClientID, cfg.ClientSecret, cfg.ClientAuthMethod = public.ID, "", method
+	for _, secret := range []bool{false, true} {
+		for _, method := range []string{"", "client_secret_basic", "client_secret_post"} {
+			t.Run(fmt.Sprintf("secret=%v/method=%s", secret, method), func(t *testing.T) {
+				f := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
+					if !secret {
+						public := pool.AddClient(cognitotest.Client{CallbackURLs: []string{cfg.BaseURL + "/auth/callback"}})
+						cfg.ClientID, cfg.ClientSecret = public.ID, ""
+					}
+					cfg.ClientAuthMethod = method
+				})
+				c := f.register(loopbackRedirect)
+				access, rt := c.login()
+				resp, claims := f.mcp(access)
+				require.Equal(t, http.StatusOK, resp.StatusCode, claims)
+				assert.Equal(t, "alice", claims["username"])
+
+				refreshes := pool.TokenGrants("refresh_token")
+				clock.Advance(61 * time.Minute)
+				status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+				require.Equal(t, http.StatusOK, status, out)
+				assert.Equal(t, refreshes+1, pool.TokenGrants("refresh_token"), "Cognito refreshed")
+
+				revoked := pool.RevokedRefreshTokens()
+				status, _ = c.revoke(url.Values{"token": {out["refresh_token"].(string)}})
+				require.Equal(t, http.StatusOK, status)
+				assert.Equal(t, revoked+1, pool.RevokedRefreshTokens(), "Cognito's refresh token revoked upstream")
+				assert.NotContains(t, f.logs.String(), "revoking Cognito's refresh token failed")
 			})
-			c := f.register(loopbackRedirect)
-			access, rt := c.login()
-			resp, claims := f.mcp(access)
-			require.Equal(t, http.StatusOK, resp.StatusCode, claims)
-			assert.Equal(t, "alice", claims["username"])
-
-			refreshes := pool.TokenGrants("refresh_token")
-			clock.Advance(61 * time.Minute)
-			status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
-			require.Equal(t, http.StatusOK, status, out)
-			assert.Equal(t, refreshes+1, pool.TokenGrants("refresh_token"), "Cognito refreshed")
-
-			revoked := pool.RevokedRefreshTokens()
-			status, _ = c.revoke(url.Values{"token": {out["refresh_token"].(string)}})
-			require.Equal(t, http.StatusOK, status)
-			assert.Equal(t, revoked+1, pool.RevokedRefreshTokens(), "Cognito's refresh token revoked upstream")
-		})
+		}
 	}
 }
 

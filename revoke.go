@@ -86,17 +86,17 @@ func (p *Proxy) revokeAccessToken(ctx context.Context, client *clientRecord, tok
 }
 
 // revokeUpstream revokes a Cognito refresh token at the pool's revocation
-// endpoint, authenticated as the proxy's app client.
+// endpoint, authenticated as the proxy's app client: with HTTP Basic when
+// the client has a secret, which Cognito requires there whatever
+// ClientAuthMethod says for the token endpoint, and with client_id in the
+// body when it has none.
 func (p *Proxy) revokeUpstream(ctx context.Context, refreshToken string) error {
 	if p.upstreamRevoke == "" {
 		return errors.New("the pool names no revocation endpoint")
 	}
 	form := url.Values{"token": {refreshToken}}
-	if p.upstreamPost {
+	if p.upstreamSecret == "" {
 		form.Set("client_id", p.upstreamClientID)
-		if p.upstreamSecret != "" {
-			form.Set("client_secret", p.upstreamSecret)
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -105,7 +105,7 @@ func (p *Proxy) revokeUpstream(ctx context.Context, refreshToken string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if !p.upstreamPost {
+	if p.upstreamSecret != "" {
 		req.SetBasicAuth(url.QueryEscape(p.upstreamClientID), url.QueryEscape(p.upstreamSecret))
 	}
 	resp, err := p.httpClient.Do(req)
