@@ -25,16 +25,18 @@ type discovery struct {
 }
 
 // serveIssuerHost serves {issuer}/.well-known/openid-configuration and
-// {issuer}/.well-known/jwks.json for any issuer whose path ends in the pool
-// id, so both issuer formats (and other regions' hosts, as with
-// multi-Region replication) work. The document's issuer is the URL asked for.
+// {issuer}/.well-known/jwks.json for an issuer whose path is the pool id
+// (or, on loopback, the UPDATED form's /updated/ and the pool id), on any
+// issuer host, so both issuer formats (and other regions' hosts, as
+// with multi-Region replication) work; any other path is 404, as a wrong
+// discovery URL is at Cognito. The document's issuer is the URL asked for.
 func (p *UserPool) serveIssuerHost(w http.ResponseWriter, r *http.Request) {
 	prefix, isJWKS := strings.CutSuffix(r.URL.Path, "/.well-known/jwks.json")
 	found := isJWKS
 	if !isJWKS {
 		prefix, found = strings.CutSuffix(r.URL.Path, "/.well-known/openid-configuration")
 	}
-	if !found || !strings.HasSuffix(prefix, "/"+p.PoolID) {
+	if !found || (prefix != "/"+p.PoolID && prefix != "/updated/"+p.PoolID) { // the two forms; /updated/ on loopback
 		http.NotFound(w, r)
 		return
 	}

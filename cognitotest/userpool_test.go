@@ -1239,3 +1239,21 @@ func hammer(ctx context.Context, f *fixture, i int) error {
 	p.ClearFaults()
 	return nil
 }
+
+// TestDiscoveryOnlyAtTheIssuer: discovery and the JWKS answer only under
+// an issuer path of the pool (a wrong discovery URL fails, as at Cognito).
+func TestDiscoveryOnlyAtTheIssuer(t *testing.T) {
+	f := newFixture(t, cognitotest.Options{PoolID: "eu-central-1_AbCdEf123", AWSHostnames: true})
+	client := f.pool.HTTPClient()
+	for url, want := range map[string]int{
+		f.pool.Issuer + "/.well-known/openid-configuration":                                                           http.StatusOK,
+		f.pool.OtherIssuer() + "/.well-known/jwks.json":                                                               http.StatusOK,
+		"https://cognito-idp.eu-central-1.amazonaws.com/junk/eu-central-1_AbCdEf123/.well-known/openid-configuration": http.StatusNotFound,
+		"https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_Other99/.well-known/openid-configuration":        http.StatusNotFound,
+	} {
+		resp, err := client.Get(url)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, url)
+	}
+}
