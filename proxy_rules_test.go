@@ -633,3 +633,39 @@ func TestRedirectKeepsTheRegisteredQuery(t *testing.T) {
 	assert.True(t, strings.HasPrefix(raw, "session=a;b&x=1&"), raw)
 	assert.Contains(t, raw, "error=access_denied")
 }
+
+// TestProxyWithAPoolID: the production configuration, a pool named by
+// UserPoolID on AWS's hostnames (issuer and domain over https, through the
+// fake's transport) whose tokens carry the UPDATED issuer form while
+// discovery runs at the ORIGINAL one: sign-in, the MCP call, a refresh at
+// Cognito and the revocation all work.
+func TestProxyWithAPoolID(t *testing.T) {
+	clock := newTestClock()
+	pool := cognitotest.NewUserPool(cognitotest.Options{Now: clock.Now, AWSHostnames: true, UpdatedIssuer: true})
+	t.Cleanup(pool.Close)
+	pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com", Groups: []string{"admin"}})
+	pool.SetAutoLogin("alice")
+	f := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.IssuerURL, cfg.UserPoolID, cfg.DomainURL = "", pool.PoolID, pool.DomainURL
+	})
+	require.True(t, strings.HasPrefix(pool.Issuer, "https://issuer-cognito-idp."), pool.Issuer)
+	c := f.register(loopbackRedirect)
+	c.browser.Transport = pool.HTTPClient().Transport // the browser reaches the pool's domain by its AWS name too
+	access, rt := c.login()
+	resp, claims := f.mcp(access)
+	require.Equal(t, http.StatusOK, resp.StatusCode, claims)
+	assert.Equal(t, "alice", claims["username"])
+
+	clock.Advance(61 * time.Minute)
+	refreshes := pool.TokenGrants("refresh_token")
+	status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	require.Equal(t, http.StatusOK, status, out)
+	assert.Equal(t, refreshes+1, pool.TokenGrants("refresh_token"), "Cognito refreshed")
+	resp, claims = f.mcp(out["access_token"].(string))
+	require.Equal(t, http.StatusOK, resp.StatusCode, claims)
+
+	revoked := pool.RevokedRefreshTokens()
+	status, _ = c.revoke(url.Values{"token": {out["refresh_token"].(string)}})
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, revoked+1, pool.RevokedRefreshTokens())
+}
