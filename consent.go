@@ -163,10 +163,11 @@ func (p *Proxy) answerConsent(w http.ResponseWriter, r *http.Request) {
 	approve := form.Get("action") == "approve"
 	if answered {
 		// This form was posted before. From the browser that the approval
-		// sent to Cognito (its binding cookie proves it), it is a double
-		// click on Allow whose first answer the browser dropped for the
-		// second: Allow again gets the same redirect. Anything else, and
-		// any other browser, is refused.
+		// sent to Cognito (its binding cookie proves it: Back and Allow
+		// again, or a second click after the first answer came back),
+		// Allow again gets the same redirect. Anything else, and any other
+		// browser, is refused. (A quick double click, whose second request
+		// leaves before that cookie arrives, the page's script stops.)
 		if !txn.Approved || !approve || p.checkBinding(r, txnID) != nil {
 			p.errorPage(w, r, csrfRefused(errors.New("csrf token already used")))
 			return
@@ -320,13 +321,14 @@ func (p *Proxy) errorPage(w http.ResponseWriter, r *http.Request, e *Error) {
 	p.render(w, e.Status, "error.html", &struct{ Message, Code, Nonce string }{msg, e.Code, ""})
 }
 
-// render writes a page with headers that forbid framing, scripts and
-// foreign resources. The CSP has no form-action: Chromium checks it against
-// every redirect that follows a form's submission, and the consent form's
-// ends wherever the client's redirect URI sends the browser next (claude.ai's
-// callback sends it on to claude://), which no list here can know; the form
-// posts to this page's own path, and default-src 'none' allows no script
-// that could change that.
+// render writes a page with headers that forbid framing, foreign
+// resources and every script but the page's own, of fixed text, by its
+// nonce (the consent page's, which stops a second submission of its form).
+// The CSP has no form-action: Chromium checks it against every redirect
+// that follows a form's submission, and the consent form's ends wherever
+// the client's redirect URI sends the browser next (claude.ai's callback
+// sends it on to claude://), which no list here can know; the form posts to
+// this page's own path, and no other script could change that.
 func (p *Proxy) render(w http.ResponseWriter, status int, name string, data any) {
 	nonce := randomToken(16)
 	switch d := data.(type) {
@@ -347,7 +349,7 @@ func (p *Proxy) render(w http.ResponseWriter, status int, name string, data any)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; script-src 'nonce-"+nonce+"'; frame-ancestors 'none'; base-uri 'none'")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

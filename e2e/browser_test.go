@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,6 +100,35 @@ func TestConsentPageInBrowser(t *testing.T) {
 		assert.Equal(t, "alice", claims["username"])
 	})
 
+	// A double click on Allow, on a network where the first answer takes a
+	// while to come back: the second click must not submit the form again
+	// (the browser would drop the first answer, which sent it to Cognito,
+	// for the second, the 403 of a form already used).
+	t.Run("double click on Allow", func(t *testing.T) {
+		f.consentLatency.Store(int64(500 * time.Millisecond))
+		t.Cleanup(func() { f.consentLatency.Store(0) })
+		tab := newTab(t, browser, false)
+		c := f.register(t, "Double-Click Client")
+		flow := f.authorize(t, c)
+
+		navigate(t, tab, flow.url)
+		// The clicks, 100 ms apart, as the page's own (a click of the
+		// driver's waits for the page, which the first has sent on).
+		evaluate[int](t, tab, `(() => { const b = document.getElementById("approve"); b.click(); setTimeout(() => b.click(), 100); return 1 })()`)
+		require.Eventually(t, func() bool {
+			return strings.HasPrefix(location(t, tab), f.pool.DomainURL+"/login?")
+		}, stepTimeout, 50*time.Millisecond, "on Cognito's sign-in page, not the page of a used form")
+		assert.Equal(t, 1, strings.Count(f.logs.String(), `consent given" mcp_client=`+c.id), "the form went once")
+		assert.NotContains(t, f.logs.String(), "csrf token already used")
+		do(t, tab,
+			chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), "alice"),
+			chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), alicePassword),
+		)
+		run(t, tab, chromedp.Click(chromedp.ID("signin")))
+		got := c.callback.wait(t)
+		require.NotEmpty(t, got.Get("code"), got)
+	})
+
 	// With a Cognito session, Allow sets off a chain of redirects that ends
 	// wherever the client's redirect URI sends the browser next (claude.ai's
 	// callback sends it on to claude://). Chromium checks a form's CSP
@@ -170,13 +200,21 @@ type browserFixture struct {
 	proxy *cognitomcp.Proxy
 	srv   *httptest.Server
 	logs  *syncBuffer
+	// consentLatency (ns) holds back the answers to the consent form, as
+	// a network between the browser and the server would.
+	consentLatency atomic.Int64
 }
 
 func newBrowserFixture(t *testing.T) *browserFixture {
 	t.Helper()
 	f := &browserFixture{logs: &syncBuffer{}}
 	var handler http.Handler = http.NotFoundHandler()
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handler.ServeHTTP(w, r)
+		if r.Method == http.MethodPost && r.URL.Path == "/consent" {
+			time.Sleep(time.Duration(f.consentLatency.Load())) // the answer, written, is on its way back
+		}
+	}))
 	t.Cleanup(f.srv.Close)
 	f.pool = cognitotest.NewUserPool(cognitotest.Options{})
 	t.Cleanup(f.pool.Close)
