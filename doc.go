@@ -36,12 +36,21 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
+//	prm, err := cognitomcp.ResourceMetadataHandler(cognitomcp.ResourceMetadata{
+//		Resource:             "https://mcp.example.com/mcp",
+//		AuthorizationServers: cognitomcp.CognitoIssuers("eu-west-1_AbCdEf123")[:1],
+//	})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	auth := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{
 //		Verifier:            v,
 //		ResourceMetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
 //	})
 //	mux := http.NewServeMux()
-//	mux.Handle("/mcp", auth(cognitomcp.RequireGroups("mcp-users")(mcpHandler)))
+//	mux.Handle("/.well-known/oauth-protected-resource/mcp", prm)
+//	mux.Handle("/mcp", cognitomcp.CheckOrigin("https://mcp.example.com")(
+//		auth(cognitomcp.RequireGroups("mcp-users")(mcpHandler))))
 //
 // Inside the handler (or an MCP tool whose context comes from the request):
 //

@@ -391,3 +391,47 @@ func Example_resourceServer() {
 	// Output:
 	// 200 sub=reportingjob username="" scopes=[mcp-api/tools]
 }
+
+// Resource-server mode in front of MCP clients: the endpoint's protected
+// resource metadata tells them where to sign in, CheckOrigin keeps other
+// web pages out (DNS rebinding), and RequireToken verifies the pool's
+// access tokens, its 401 pointing at the metadata.
+func ExampleResourceMetadataHandler() {
+	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
+	defer cognito.pool.Close()
+	const base = "https://mcp.example.com" // this server, as clients reach it
+	prm, err := cognitomcp.ResourceMetadataHandler(cognitomcp.ResourceMetadata{
+		Resource:             base + "/mcp",
+		AuthorizationServers: cognitomcp.CognitoIssuers("eu-west-1_AbCdEf123")[:1],
+		Scopes:               []string{"openid", "mcp-api/tools"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	auth := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{
+		Verifier:            cognito.verifier,
+		ResourceMetadataURL: base + "/.well-known/oauth-protected-resource/mcp",
+	})
+	mcp := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, _ := cognitomcp.ClaimsFromContext(r.Context())
+		fmt.Fprintf(w, "hello %s", claims.Username)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/.well-known/oauth-protected-resource/mcp", prm)
+	mux.Handle("/mcp", cognitomcp.CheckOrigin(base)(auth(mcp)))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	get(srv.URL+"/.well-known/oauth-protected-resource/mcp", "")
+	resp, err := http.Post(srv.URL+"/mcp", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	get(srv.URL+"/mcp", cognito.pool.MintAccessToken(cognitotest.TokenOptions{Username: "alice", ClientID: cognito.clientID}))
+	// Output:
+	// 200 {"resource":"https://mcp.example.com/mcp","authorization_servers":["https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"],"scopes_supported":["openid","mcp-api/tools"],"bearer_methods_supported":["header"]}
+	// 401 Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+	// 200 hello alice
+}

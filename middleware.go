@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -461,3 +462,120 @@ func (m *middleware) log() *slog.Logger {
 }
 
 var _ context.Context = (*authCtx)(nil)
+
+// CheckOrigin returns middleware that answers 403 access_denied to a
+// request whose Origin header is present and not one of origins (the MCP
+// transports' defence against DNS rebinding), and gives allowed origins the
+// CORS headers browser-based MCP clients need, answering their preflights.
+// It is Proxy.CheckOrigin for resource-server mode; put it outside
+// RequireToken. An origin is scheme://host[:port], and is compared in the
+// form browsers send (lower case, no default port); "*" allows any. It
+// panics on an empty list, which would refuse every browser.
+func CheckOrigin(origins ...string) func(http.Handler) http.Handler {
+	g := originGuard{origins: canonicalOrigins(nonEmpty("CheckOrigin", origins)), logger: slog.Default()}
+	return g.wrap
+}
+
+// originGuard is CheckOrigin's check, shared with the Proxy.
+type originGuard struct {
+	origins []string // canonical
+	logger  *slog.Logger
+}
+
+func (g originGuard) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.allow(w, r) {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// allow reports whether r goes on, or answers it (403 for a foreign Origin,
+// 204 to an allowed CORS preflight). An allowed Origin gets its CORS
+// headers.
+func (g originGuard) allow(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if !slices.Contains(g.origins, "*") && !slices.Contains(g.origins, origin) {
+		g.logger.Info("cognitomcp: foreign Origin refused", "origin", truncate(origin, 100))
+		writeOAuthError(w, &Error{Status: http.StatusForbidden, Code: CodeAccessDenied, Description: "origin not allowed"})
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id")
+	if isPreflight(r) {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Mcp-Protocol-Version, Mcp-Session-Id, Last-Event-ID")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	}
+	return true
+}
+
+// canonicalOrigins puts origins in the form browsers send in Origin: lower
+// case, no default port.
+func canonicalOrigins(origins []string) []string {
+	out := make([]string, len(origins))
+	for i, o := range origins {
+		if u, err := url.Parse(o); err == nil && u.Scheme != "" && u.Host != "" {
+			o = u.Scheme + "://" + canonicalHost(u.Scheme, u.Host)
+		}
+		out[i] = o
+	}
+	return out
+}
+
+// ResourceMetadata is an MCP endpoint's RFC 9728 protected resource
+// metadata, which tells MCP clients where to sign in. A Proxy serves its
+// own; in resource-server mode serve it with ResourceMetadataHandler at the
+// URL given as MiddlewareConfig.ResourceMetadataURL.
+type ResourceMetadata struct {
+	// Resource is the MCP endpoint's URL exactly as clients connect to it
+	// (some refuse any other). Required.
+	Resource string
+	// AuthorizationServers are the issuers whose tokens the endpoint takes:
+	// the pool's (CognitoIssuers gives both of its forms). Required.
+	AuthorizationServers []string
+	// Scopes are advertised as scopes_supported. Optional.
+	Scopes []string
+	// ResourceName is a name clients may show. Optional.
+	ResourceName string
+}
+
+// ResourceMetadataHandler returns a handler that serves m as JSON to GET
+// and HEAD, with CORS for browser-based clients. Resource and every
+// authorization server must be absolute https URLs (http on a loopback
+// host) without query or fragment.
+func ResourceMetadataHandler(m ResourceMetadata) (http.Handler, error) {
+	if err := checkIssuerURL(m.Resource, false); err != nil {
+		return nil, fmt.Errorf("cognitomcp: ResourceMetadata.Resource: %w", err)
+	}
+	if len(m.AuthorizationServers) == 0 {
+		return nil, errors.New("cognitomcp: ResourceMetadata.AuthorizationServers is empty")
+	}
+	for _, as := range m.AuthorizationServers {
+		if err := checkIssuerURL(as, false); err != nil {
+			return nil, fmt.Errorf("cognitomcp: ResourceMetadata.AuthorizationServers: %w", err)
+		}
+	}
+	doc := struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+		Scopes               []string `json:"scopes_supported,omitempty"`
+		BearerMethods        []string `json:"bearer_methods_supported"`
+		ResourceName         string   `json:"resource_name,omitempty"`
+	}{m.Resource, slices.Clone(m.AuthorizationServers), slices.Clone(m.Scopes), []string{"header"}, m.ResourceName}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	return cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}), http.MethodGet, "MCP-Protocol-Version"), nil
+}

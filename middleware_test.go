@@ -412,3 +412,95 @@ func TestNewContext(t *testing.T) {
 	_, ok = cognitomcp.ClaimsFromContext(t.Context())
 	assert.False(t, ok)
 }
+
+// TestResourceMetadataHandler: resource-server mode's RFC 9728 document,
+// as MCP clients read it (CORS included), and the configurations refused.
+func TestResourceMetadataHandler(t *testing.T) {
+	h, err := cognitomcp.ResourceMetadataHandler(cognitomcp.ResourceMetadata{
+		Resource:             "https://mcp.example.com/mcp",
+		AuthorizationServers: cognitomcp.CognitoIssuers("eu-west-1_AbCdEf123"),
+		Scopes:               []string{"openid", "mcp-api/tools"},
+		ResourceName:         "Notes",
+	})
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, testPRM, nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	assert.Equal(t, "*", rec.Header().Get("Access-Control-Allow-Origin"))
+	assert.JSONEq(t, `{"resource":"https://mcp.example.com/mcp",
+		"authorization_servers":["https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123","https://issuer-cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"],
+		"scopes_supported":["openid","mcp-api/tools"],"bearer_methods_supported":["header"],"resource_name":"Notes"}`, rec.Body.String())
+
+	rec = httptest.NewRecorder()
+	req = httptest.NewRequest(http.MethodOptions, testPRM, nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	h.ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusNoContent, rec.Code, "a browser's preflight")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, testPRM, nil))
+	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+
+	for name, m := range map[string]cognitomcp.ResourceMetadata{
+		"no resource":                {AuthorizationServers: []string{"https://as.example"}},
+		"a relative resource":        {Resource: "/mcp", AuthorizationServers: []string{"https://as.example"}},
+		"plain http off loopback":    {Resource: "http://mcp.example.com/mcp", AuthorizationServers: []string{"https://as.example"}},
+		"a fragment":                 {Resource: "https://mcp.example.com/mcp#x", AuthorizationServers: []string{"https://as.example"}},
+		"no authorization server":    {Resource: "https://mcp.example.com/mcp"},
+		"a bad authorization server": {Resource: "https://mcp.example.com/mcp", AuthorizationServers: []string{"as.example"}},
+	} {
+		_, err := cognitomcp.ResourceMetadataHandler(m)
+		assert.Error(t, err, name)
+	}
+}
+
+// TestCheckOrigin: resource-server mode's DNS-rebinding defence and CORS,
+// as Proxy.Handler applies them: a foreign Origin is refused before the
+// handler; an allowed one (configured in another form than browsers send)
+// gets the headers a browser-based MCP client needs, WWW-Authenticate and
+// Mcp-Session-Id exposed; its preflight is answered; no Origin passes.
+func TestCheckOrigin(t *testing.T) {
+	reached := 0
+	h := cognitomcp.CheckOrigin("HTTPS://Inspector.Example:443")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached++
+		w.Header().Set("WWW-Authenticate", `Bearer resource_metadata="`+testPRM+`"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	send := func(method, origin string, preflight bool) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "https://mcp.example.com/mcp", nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if preflight {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+
+	rec := send(http.MethodPost, "https://evil.example", false)
+	assert.Equal(t, http.StatusForbidden, rec.Code)
+	assert.Empty(t, rec.Header().Get("Access-Control-Allow-Origin"))
+	assert.Zero(t, reached, "refused before the handler")
+
+	rec = send(http.MethodPost, "https://inspector.example", false)
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	assert.Equal(t, "https://inspector.example", rec.Header().Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, "WWW-Authenticate, Mcp-Session-Id", rec.Header().Get("Access-Control-Expose-Headers"), "the client reads the challenge and the session")
+
+	rec = send(http.MethodOptions, "https://inspector.example", true)
+	assert.Equal(t, http.StatusNoContent, rec.Code)
+	assert.Contains(t, rec.Header().Get("Access-Control-Allow-Headers"), "Authorization")
+	assert.Contains(t, rec.Header().Get("Access-Control-Allow-Headers"), "Mcp-Session-Id")
+	assert.Equal(t, 1, reached, "the preflight is answered here")
+
+	rec = send(http.MethodPost, "", false)
+	assert.Equal(t, http.StatusUnauthorized, rec.Code, "no Origin: not a browser")
+	assert.Equal(t, 2, reached)
+
+	assert.Panics(t, func() { cognitomcp.CheckOrigin() }, "an empty list would refuse every browser")
+}

@@ -199,7 +199,7 @@ type Proxy struct {
 	localLocks [64]chan struct{} // one-slot semaphores: withLock without a Locker
 
 	accessTTL, refreshTTL, grace, clientTTL, revocationCheck time.Duration
-	origins                                                  []string
+	origins                                                  originGuard
 	redirectPatterns                                         []redirectPattern
 	cimd                                                     *cimdFetcher
 	limits                                                   limiters
@@ -243,7 +243,11 @@ func NewProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 	p.tokens = newTokenCache(10_000)
 	p.mw = &middleware{verifier: proxyTokens{p}, metadataURL: p.prmURL,
 		scopeParam: strings.Join(p.scopes, " "), errorHandler: DefaultErrorHandler, logger: cfg.Logger}
-	p.routes = p.buildRoutes()
+	routes, err := p.buildRoutes()
+	if err != nil {
+		return nil, err
+	}
+	p.routes = routes
 	return p, nil
 }
 
@@ -285,17 +289,11 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 			return fmt.Errorf("cognitomcp: ProxyConfig.Scopes: %q is not a valid scope", s)
 		}
 	}
-	p.origins = nil
-	for _, o := range cfg.AllowedOrigins {
-		// The form browsers send in Origin: lower case, no default port.
-		if u, err := url.Parse(o); err == nil && u.Scheme != "" && u.Host != "" {
-			o = u.Scheme + "://" + canonicalHost(u.Scheme, u.Host)
-		}
-		p.origins = append(p.origins, o)
+	origins := cfg.AllowedOrigins
+	if len(origins) == 0 {
+		origins = []string{base.Scheme + "://" + host}
 	}
-	if len(p.origins) == 0 {
-		p.origins = []string{base.Scheme + "://" + host}
-	}
+	p.origins = originGuard{origins: canonicalOrigins(origins), logger: p.logger}
 	if cfg.Consent < ConsentAlways || cfg.Consent > ConsentOff {
 		return fmt.Errorf("cognitomcp: ProxyConfig.Consent: unknown mode %d", cfg.Consent)
 	}
@@ -450,8 +448,13 @@ func (p *Proxy) Resource() string { return p.resource }
 func (p *Proxy) ResourceMetadataURL() string { return p.prmURL }
 
 // buildRoutes maps every path the proxy answers to its handler.
-func (p *Proxy) buildRoutes() map[string]http.Handler {
-	prm := p.corsGET(http.HandlerFunc(p.handleProtectedResourceMetadata))
+func (p *Proxy) buildRoutes() (map[string]http.Handler, error) {
+	prm, err := ResourceMetadataHandler(ResourceMetadata{
+		Resource: p.resource, AuthorizationServers: []string{p.issuer}, Scopes: p.scopes, ResourceName: p.serviceName,
+	})
+	if err != nil {
+		return nil, err
+	}
 	asm := p.corsGET(http.HandlerFunc(p.handleAuthServerMetadata))
 	routes := map[string]http.Handler{
 		"/.well-known/oauth-protected-resource" + p.mcpPath:    prm,
@@ -480,7 +483,7 @@ func (p *Proxy) buildRoutes() map[string]http.Handler {
 			routes[path] = h
 		}
 	}
-	return routes
+	return routes, nil
 }
 
 // wellKnownNotFound answers a metadata document the proxy does not have:
@@ -539,7 +542,7 @@ func (h *mounted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.p.ServeHTTP(w, r)
 		return
 	}
-	if headersTooLarge(w, r) || !h.p.originAllowed(w, r) {
+	if headersTooLarge(w, r) || !h.p.origins.allow(w, r) {
 		return
 	}
 	h.guard.ServeHTTP(w, r)
@@ -579,38 +582,7 @@ func (p *Proxy) RequireToken() func(http.Handler) http.Handler {
 // before authentication, and adds the CORS headers browser-based MCP clients
 // need to allowed origins.
 func (p *Proxy) CheckOrigin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.originAllowed(w, r) {
-			next.ServeHTTP(w, r)
-		}
-	})
-}
-
-// originAllowed is CheckOrigin's check: it reports whether r goes on, or
-// answers it (403 for a foreign Origin, 204 to an allowed CORS preflight).
-// An allowed Origin gets its CORS headers.
-func (p *Proxy) originAllowed(w http.ResponseWriter, r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	if !slices.Contains(p.origins, "*") && !slices.Contains(p.origins, origin) {
-		p.logger.Info("cognitomcp: foreign Origin refused", "origin", truncate(origin, 100))
-		writeOAuthError(w, &Error{Status: http.StatusForbidden, Code: CodeAccessDenied, Description: "origin not allowed"})
-		return false
-	}
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Add("Vary", "Origin")
-	h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id")
-	if isPreflight(r) {
-		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Mcp-Protocol-Version, Mcp-Session-Id, Last-Event-ID")
-		h.Set("Access-Control-Max-Age", "600")
-		w.WriteHeader(http.StatusNoContent)
-		return false
-	}
-	return true
+	return p.origins.wrap(next)
 }
 
 func truncate(s string, n int) string {
@@ -648,17 +620,6 @@ func cors(next http.Handler, method, headers string) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
-	})
-}
-
-// handleProtectedResourceMetadata serves RFC 9728 metadata.
-func (p *Proxy) handleProtectedResourceMetadata(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"resource":                 p.resource,
-		"authorization_servers":    []string{p.issuer},
-		"scopes_supported":         p.scopes,
-		"bearer_methods_supported": []string{"header"},
-		"resource_name":            "MCP server",
 	})
 }
 

@@ -580,6 +580,7 @@ func TestProxyMetadata(t *testing.T) {
 	assert.Equal(t, []any{f.srv.URL}, prm["authorization_servers"], "C5")
 	assert.Equal(t, []any{"openid", "email", "profile"}, prm["scopes_supported"], "C6")
 	assert.Equal(t, []any{"header"}, prm["bearer_methods_supported"])
+	assert.Equal(t, strings.TrimPrefix(f.srv.URL, "http://"), prm["resource_name"], "ServiceName, by default BaseURL's host")
 	_, root := get("/.well-known/oauth-protected-resource")
 	assert.Equal(t, prm["resource"], root["resource"], "C2: the root document describes the one endpoint")
 
