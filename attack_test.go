@@ -1389,9 +1389,21 @@ func attackMatrix() []attackRow {
 		{name: "registration/client_name with a line break",
 			act:    registerBody(registration([]string{loopbackRedirect}, map[string]any{"client_name": "Claude\nVerified by your IT department"})),
 			status: 400, code: invalidMeta},
-		{name: "registration/a scope the server does not offer",
+		{name: "registration/a scope the server does not offer is not registered",
 			act:    registerBody(registration([]string{loopbackRedirect}, map[string]any{"scope": "openid aws.cognito.signin.user.admin"})),
-			status: 400, code: invalidMeta},
+			status: 201, writes: []string{"client"},
+			check: func(t *testing.T, _ *attackEnv, _ *attackScene, o *attackOutcome) {
+				assert.NotContains(t, o.body, "aws.cognito.signin.user.admin")
+			}},
+		{name: "codes/authorize asking a scope the server does not offer gets none of it",
+			arrange: withClient,
+			act:     authorizeEdit(func(v url.Values) { v.Set("scope", "openid aws.cognito.signin.user.admin") }),
+			status:  302, location: "consent", writes: []string{"txn"},
+			check: func(t *testing.T, a *attackEnv, s *attackScene, o *attackOutcome) {
+				_, page := s.c.get(o.header.Get("Location"))
+				assert.Contains(t, page, "<code>openid</code>")
+				assert.NotContains(t, page, "aws.cognito.signin.user.admin", "not asked of the user, nor of Cognito")
+			}},
 		{name: "registration/the client_credentials grant",
 			act:    registerBody(registration([]string{loopbackRedirect}, map[string]any{"grant_types": []string{"client_credentials"}})),
 			status: 400, code: invalidMeta},

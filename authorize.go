@@ -149,10 +149,7 @@ func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect stri
 	case !isS256Challenge(challenge):
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code_challenge is not a base64url SHA-256", nil)
 	}
-	scopes, e := p.grantableScopes(q.Get("scope"), client)
-	if e != nil {
-		return nil, e
-	}
+	scopes := p.grantableScopes(q.Get("scope"), client)
 	resource, e := p.checkResource(q.Get("resource"), "")
 	if e != nil {
 		return nil, e
@@ -166,34 +163,26 @@ func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect stri
 	}, nil
 }
 
-// grantableScopes parses a requested scope: every one must be one of the
-// proxy's scopes (as they are now); none means the client's registered
-// scopes that the proxy still offers, or all it offers. offline_access is
-// dropped: the proxy always issues refresh tokens.
+// grantableScopes parses a requested scope: the scopes asked for that the
+// proxy offers (as they are now; RFC 6749 §3.3 lets a server grant less
+// than asked, and a client may send a stale or hard-coded list, MCP
+// checklist H5); none means the client's registered scopes that the proxy
+// still offers, or all it offers. offline_access is dropped: the proxy
+// always issues refresh tokens.
 //
 // The scopes a client registered are not a limit: anyone may register a
 // client with every scope, so the limit would protect nothing, and it would
 // strand the clients registered before a scope was added to ProxyConfig
 // (they never register again) or asked for in a step-up challenge
 // (RequireScopes).
-func (p *Proxy) grantableScopes(requested string, client *clientRecord) ([]string, *Error) {
-	scopes := requestedScopes(requested)
-	for _, s := range scopes {
-		if !slices.Contains(p.scopes, s) {
-			return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "a requested scope is not available", nil)
-		}
+func (p *Proxy) grantableScopes(requested string, client *clientRecord) []string {
+	if scopes := offeredScopes(requestedScopes(requested), p.scopes); len(scopes) > 0 {
+		return scopes
 	}
-	if len(scopes) == 0 {
-		for _, s := range client.Scopes {
-			if slices.Contains(p.scopes, s) {
-				scopes = append(scopes, s)
-			}
-		}
+	if scopes := offeredScopes(client.Scopes, p.scopes); len(scopes) > 0 {
+		return scopes
 	}
-	if len(scopes) == 0 {
-		scopes = slices.Clone(p.scopes)
-	}
-	return scopes, nil
+	return slices.Clone(p.scopes)
 }
 
 // checkResource validates an RFC 8707 resource parameter: absent means this

@@ -162,12 +162,8 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 	if err := checkText(md.SoftwareVersion, 200); err != nil {
 		return nil, bad(fmt.Errorf("software_version %w", err))
 	}
-	scopes, err := p.registrationScopes(md.Scope)
-	if err != nil {
-		return nil, bad(err)
-	}
 	rec := md.record(randomToken(16), p.now())
-	rec.Scopes = scopes
+	rec.Scopes = p.registrationScopes(md.Scope)
 	return rec, nil
 }
 
@@ -203,20 +199,22 @@ func (p *Proxy) keepAllowedRedirectURIs(md *clientMetadata) error {
 	return nil
 }
 
-// registrationScopes checks a requested scope: every token must be one of
-// the proxy's scopes, except offline_access, which is dropped. Empty (or
-// offline_access alone) means every scope of the proxy.
-func (p *Proxy) registrationScopes(scope string) ([]string, error) {
-	out := requestedScopes(scope)
-	for _, s := range out {
-		if !slices.Contains(p.scopes, s) {
-			return nil, fmt.Errorf("scope %q is not supported; supported: %s", truncate(s, 60), strings.Join(p.scopes, " "))
-		}
-	}
+// registrationScopes are the scopes a client registers: those it asked for
+// that the proxy offers (offline_access and any other dropped, and the
+// answer echoes what was kept); none means every scope of the proxy.
+func (p *Proxy) registrationScopes(scope string) []string {
+	out := offeredScopes(requestedScopes(scope), p.scopes)
 	if len(out) == 0 {
-		return slices.Clone(p.scopes), nil
+		return slices.Clone(p.scopes)
 	}
-	return out, nil
+	return out
+}
+
+// offeredScopes are the scopes of requested that offered holds, in
+// requested's order: a client may ask for scopes this server does not offer
+// (a stale or hard-coded list), and gets the others (MCP checklist H5).
+func offeredScopes(requested, offered []string) []string {
+	return slices.DeleteFunc(slices.Clone(requested), func(s string) bool { return !slices.Contains(offered, s) })
 }
 
 // redirectHosts are the distinct hosts (or schemes, for host-less custom
