@@ -672,3 +672,27 @@ func TestProxyWithAPoolID(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, revoked+1, pool.RevokedRefreshTokens())
 }
+
+// TestProxyNarrowedRefreshKeepsCognitosRotation: a refresh that narrows the
+// scope to one Cognito has just withheld (at a refresh at Cognito, which
+// rotated its refresh token) is invalid_scope, and the grant keeps
+// Cognito's new refresh token: the next refresh works.
+func TestProxyNarrowedRefreshKeepsCognitosRotation(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	f.pool.SetRefreshTokenRotation(true)
+	c := f.register(loopbackRedirect)
+	status, out := c.token(url.Values{"grant_type": {"authorization_code"}, "redirect_uri": {c.redirect}, "code_verifier": {c.verifier},
+		"code": {c.signIn(func(q url.Values) { q.Set("scope", "openid email profile") }).Get("code")}})
+	require.Equal(t, http.StatusOK, status, out)
+	rt := out["refresh_token"].(string)
+
+	f.pool.SetPreTokenGeneration(func(string, []string) []string { return []string{"profile"} })
+	f.clock.Advance(time.Hour) // Cognito's access token is due: the refresh goes to Cognito
+	status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"profile"}})
+	require.Equal(t, http.StatusBadRequest, status, out)
+	assert.Equal(t, "invalid_scope", out["error"])
+
+	status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	require.Equal(t, http.StatusOK, status, "Cognito's rotated refresh token was kept: %v", out)
+	assert.Equal(t, "openid email", out["scope"])
+}

@@ -314,7 +314,12 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	if e := p.refreshUpstreamIfDue(ctx, &g, now); e != nil {
 		return nil, e
 	}
-	if scopes = grantedScopes(scopes, g.Scopes); len(scopes) == 0 { // Cognito withheld them just now
+	if scopes = grantedScopes(scopes, g.Scopes); len(scopes) == 0 {
+		// Cognito withheld them just now. The grant is stored all the
+		// same: it may hold Cognito's rotated refresh token.
+		if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
+			return nil, asError(err)
+		}
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "the identity provider no longer grants the requested scopes", nil)
 	}
 	g.Generation, g.RotatedAt, g.RotatedScopes = g.Generation+1, now, scopes
