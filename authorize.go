@@ -69,8 +69,10 @@ func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The client and its redirect URI are known good: the error goes back
-	// to the client, if the URI is one to send a browser to unasked.
-	if !trustedRedirect(redirect, p.redirectPatterns) {
+	// to the client, if the URI is one to send a browser to unasked (one
+	// of UpstreamClientRedirectURIs, which the operator chose, is).
+	operators := client.ID == p.upstreamClientID && slices.Contains(p.upstreamRedirect, redirect)
+	if !operators && !trustedRedirect(redirect, p.redirectPatterns) {
 		p.errorPage(w, r, e)
 		return
 	}

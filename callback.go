@@ -42,6 +42,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.clearCookie(w, p.bindingCookie(txnID))
+	p.clearCookie(w, p.csrfCookie(txnID)) // kept after the approval, for a second Allow of this browser's
 	if upstreamErr := q.Get("error"); upstreamErr != "" {
 		p.redirectError(w, r, txn.RedirectURI, txn.State, cognitoAuthorizeError(upstreamErr))
 		return

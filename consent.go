@@ -31,7 +31,7 @@ type consentPage struct {
 	ClientName, ClientID, RedirectHost, RedirectURI, ServerName, Lifetime string
 	Scopes                                                                []scopeLine
 	Loopback, CustomScheme                                                bool
-	Scheme                                                                string // of a custom-scheme redirect URI
+	Scheme                                                                string // of the redirect URI, shown for a custom scheme
 	TxnID, CSRF, Action, Nonce                                            string
 }
 

@@ -344,7 +344,7 @@ func (p *Proxy) configureStore(_ context.Context, cfg *ProxyConfig) error {
 	}
 	if _, ok := p.store.(Locker); !ok {
 		// A wrapper (for metrics, tracing) that embeds Store hides Lock.
-		p.logger.Warn("cognitomcp: ProxyConfig.Store is not a Locker: a sign-in's refreshes and revocations are serialised within this process only, so with several replicas a refresh can store again a sign-in another replica revoked; a wrapper around a store must pass Lock through")
+		p.logger.Warn("cognitomcp: ProxyConfig.Store is not a Locker: a sign-in's refreshes and revocations are serialised within this process only, so with several replicas a refresh can store again a sign-in another replica revoked (with one replica, ignore this); a wrapper around a store must pass Lock through")
 	}
 	return nil
 }

@@ -599,6 +599,11 @@ func TestProxySignInOutlastsTheConsentPage(t *testing.T) {
 	resp, body = c.get(location(t, resp).String()) // the callback
 	require.Equal(t, http.StatusFound, resp.StatusCode, body)
 	assert.NotEmpty(t, location(t, resp).Query().Get("code"), "the binding cookie still holds")
+	u, _ := url.Parse(f.srv.URL)
+	for _, k := range c.browser.Jar.Cookies(u) {
+		assert.NotContains(t, k.Name, "csrf", "the sign-in's cookies end with it")
+		assert.NotContains(t, k.Name, "bind", "the sign-in's cookies end with it")
+	}
 }
 
 // TestConsentPageNamesTheApplication: for a custom-scheme redirect URI the
@@ -695,4 +700,19 @@ func TestProxyNarrowedRefreshKeepsCognitosRotation(t *testing.T) {
 	status, out = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 	require.Equal(t, http.StatusOK, status, "Cognito's rotated refresh token was kept: %v", out)
 	assert.Equal(t, "openid email", out["scope"])
+}
+
+// TestProxyUpstreamClientErrorsGoBack: a client that presents Cognito's own
+// app client id with one of UpstreamClientRedirectURIs (claude.ai does)
+// gets an error of its authorization request at that https URI, which the
+// operator chose, rather than a page.
+func TestProxyUpstreamClientErrorsGoBack(t *testing.T) {
+	const callback = "https://claude.example/api/mcp/auth_callback"
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.UpstreamClientRedirectURIs = []string{callback} })
+	c := f.newClient(f.app.ID, callback)
+	resp, body := c.get(c.authorizeURL(func(q url.Values) { q.Set("resource", "https://other.example/mcp") }))
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	back := location(t, resp)
+	assert.True(t, strings.HasPrefix(back.String(), callback+"?"), back.String())
+	assert.Equal(t, "invalid_target", back.Query().Get("error"))
 }

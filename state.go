@@ -201,7 +201,6 @@ func kindOf(key string) string {
 // store is a Locker, and per process otherwise. It waits for a held lock up
 // to wait, and no longer than ctx.
 func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, fn func() error) error {
-	deadline := time.Now().Add(wait)
 	held := func() error { return fmt.Errorf("%w: lock %s held too long", ErrUnavailable, kindOf(name)) }
 	l, ok := p.store.(Locker)
 	if !ok {
@@ -219,6 +218,7 @@ func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, f
 		return fn()
 	}
 	key := storeKey(kindLock, name)
+	deadline := time.Now().Add(wait)
 	delay := 5 * time.Millisecond
 	for {
 		unlock, err := l.Lock(ctx, key, lockTTL)

@@ -62,8 +62,8 @@ type VerifierConfig struct {
 	Audience string
 
 	// ClockSkew is the tolerance on exp and nbf. Default 0; at most 5m. An
-	// iat in the future is accepted up to 5 minutes ahead (or ClockSkew, if
-	// larger) whatever ClockSkew is: iat is Cognito's clock rounded down to
+	// iat in the future is accepted up to 5 minutes ahead whatever
+	// ClockSkew is: iat is Cognito's clock rounded down to
 	// the second, so a server whose clock lags Cognito's by a second would
 	// otherwise refuse a token used as soon as it is issued, as
 	// client_credentials clients do. go-oidc allows as much on nbf;
@@ -337,7 +337,7 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*discove
 // the compact form and size; the header (alg RS256 only, a kid); the RS256
 // signature with the pool's key for that kid (an unknown kid refetches the
 // JWKS at most once per JWKSRefreshInterval); iss (either issuer form);
-// exp and nbf with ClockSkew, iat with at least 5 minutes; token_use;
+// exp and nbf with ClockSkew, iat with 5 minutes; token_use;
 // client_id (access) or aud (ID) among ClientIDs; with Audience set, aud of
 // an access token holding it; RequiredScopes, whose refusal names the scopes
 // to ask for as RequireScopes' does. Every failure is an *Error that wraps a
@@ -444,12 +444,13 @@ func splitCognitoJWS(raw string) (h jwtHeader, payload []byte, signed string, si
 	return h, payload, raw[:len(hdr)+1+len(body)], sig, nil
 }
 
-// issuedAtLeeway is the least tolerance on an iat in the future, whatever
-// ClockSkew is: iat is Cognito's clock rounded down to the second.
+// issuedAtLeeway is the tolerance on an iat in the future, whatever
+// ClockSkew (at most as much) is: iat is Cognito's clock rounded down to
+// the second.
 const issuedAtLeeway = 5 * time.Minute
 
 // checkTimes checks exp (required) and nbf against now with skew, and iat
-// with at least issuedAtLeeway.
+// with issuedAtLeeway.
 func checkTimes(w *cognitoClaims, now time.Time, skew time.Duration) error {
 	if w.Expiry == nil {
 		return tokenError(fmt.Errorf("%w: no exp", ErrMalformedToken), "invalid token")
@@ -460,7 +461,7 @@ func checkTimes(w *cognitoClaims, now time.Time, skew time.Duration) error {
 	if w.NotBefore != nil && unixTime(w.NotBefore).After(now.Add(skew)) {
 		return tokenError(ErrTokenNotYetValid, "token not yet valid")
 	}
-	if w.IssuedAt != nil && unixTime(w.IssuedAt).After(now.Add(max(skew, issuedAtLeeway))) {
+	if w.IssuedAt != nil && unixTime(w.IssuedAt).After(now.Add(issuedAtLeeway)) {
 		return tokenError(fmt.Errorf("%w: issued in the future", ErrTokenNotYetValid), "token not yet valid")
 	}
 	return nil
