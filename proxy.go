@@ -539,6 +539,16 @@ type mounted struct {
 
 func (h *mounted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != h.p.mcpPath {
+		if r.URL.Path == h.p.mcpPath+"/" && h.p.mcpPath != "/" {
+			// The endpoint typed with a trailing slash: 308 keeps the
+			// method and body, where a 404 would tell the client nothing.
+			target := h.p.mcpPath
+			if r.URL.RawQuery != "" {
+				target += "?" + r.URL.RawQuery
+			}
+			http.Redirect(w, r, target, http.StatusPermanentRedirect)
+			return
+		}
 		h.p.ServeHTTP(w, r)
 		return
 	}

@@ -716,3 +716,20 @@ func TestProxyUpstreamClientErrorsGoBack(t *testing.T) {
 	assert.True(t, strings.HasPrefix(back.String(), callback+"?"), back.String())
 	assert.Equal(t, "invalid_target", back.Query().Get("error"))
 }
+
+// TestMCPEndpointWithATrailingSlash: the MCP endpoint typed with a trailing
+// slash answers 308 to the endpoint (method and body kept), not a plain 404.
+func TestMCPEndpointWithATrailingSlash(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Post(f.proxy.Resource()+"/?x=1", "application/json", strings.NewReader("{}"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusPermanentRedirect, resp.StatusCode)
+	assert.Equal(t, "/mcp?x=1", resp.Header.Get("Location"))
+
+	resp, err = http.Post(f.proxy.Resource()+"/", "application/json", strings.NewReader("{}"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "followed, the request meets the endpoint's challenge")
+}
