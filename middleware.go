@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // ErrorHandler writes the response for a refused request. err is an *Error
@@ -53,6 +54,12 @@ type middleware struct {
 	scopeParam   string // space-separated Scopes
 	errorHandler ErrorHandler
 	logger       *slog.Logger
+
+	// grantable are the scopes a client can obtain (the proxy's, behind a
+	// Proxy; nil, unknown, otherwise), and unobtainable whether a refusal
+	// named another yet, which is logged once.
+	grantable    []string
+	unobtainable atomic.Bool
 }
 
 // RequireToken returns middleware that authenticates every request with its
@@ -160,6 +167,12 @@ func (m *middleware) authenticate(r *http.Request) (*Claims, error) {
 func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, claims *Claims, err error) {
 	e := asError(err)
 	m.log().LogAttrs(r.Context(), slog.LevelInfo, "cognitomcp: request refused", decisionAttrs(claims, e)...)
+	if m.grantable != nil && e.Code == CodeInsufficientScope {
+		if missing := missingScopes(m.grantable, strings.Fields(m.scopeFor(e))); len(missing) > 0 && !m.unobtainable.Swap(true) {
+			m.log().Warn("cognitomcp: a scope required of requests is not in ProxyConfig.Scopes, so no client can obtain it: add it there (and to the Cognito app client)",
+				"scopes", strings.Join(missing, " "))
+		}
+	}
 	if h := m.challenge(e); h != "" {
 		w.Header().Set("WWW-Authenticate", h)
 	}

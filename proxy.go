@@ -242,7 +242,7 @@ func NewProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 	}
 	p.tokens = newTokenCache(10_000)
 	p.mw = &middleware{verifier: proxyTokens{p}, metadataURL: p.prmURL,
-		scopeParam: strings.Join(p.scopes, " "), errorHandler: DefaultErrorHandler, logger: cfg.Logger}
+		scopeParam: strings.Join(p.scopes, " "), errorHandler: DefaultErrorHandler, logger: cfg.Logger, grantable: p.scopes}
 	routes, err := p.buildRoutes()
 	if err != nil {
 		return nil, err

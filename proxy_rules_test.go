@@ -733,3 +733,32 @@ func TestMCPEndpointWithATrailingSlash(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "followed, the request meets the endpoint's challenge")
 }
+
+// TestProxyWarnsOfAnUnobtainableScope: RequireScopes behind the proxy
+// naming a scope ProxyConfig.Scopes does not offer can never be met (no
+// client can obtain it), which is logged once; a scope the proxy offers
+// that a token lacks is an ordinary step-up, not logged.
+func TestProxyWarnsOfAnUnobtainableScope(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	access, _ := f.register(loopbackRedirect).login() // openid email
+	call := func(h http.Handler) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, f.proxy.Resource(), strings.NewReader("{}"))
+		req.Header.Set("Authorization", "Bearer "+access)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	const warning = "no client can obtain it"
+
+	stepUp := f.proxy.Handler(cognitomcp.RequireScopes("profile")(mcpEcho))
+	rec := call(stepUp)
+	assert.Equal(t, http.StatusForbidden, rec.Code)
+	assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `scope="openid email profile"`)
+	assert.NotContains(t, f.logs.String(), warning, "profile is offered: an ordinary step-up")
+
+	never := f.proxy.Handler(cognitomcp.RequireScopes("mcp-api/admin")(mcpEcho))
+	call(never)
+	call(never)
+	assert.Equal(t, 1, strings.Count(f.logs.String(), warning), "logged once: %s", f.logs)
+	assert.Contains(t, f.logs.String(), "scopes=mcp-api/admin")
+}
