@@ -762,3 +762,35 @@ func TestProxyWarnsOfAnUnobtainableScope(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(f.logs.String(), warning), "logged once: %s", f.logs)
 	assert.Contains(t, f.logs.String(), "scopes=mcp-api/admin")
 }
+
+// TestProxyForwardResource: with ForwardResource, the MCP client's resource
+// goes to Cognito's authorization endpoint (resource binding: Cognito then
+// sets its access token's aud), and the sign-in completes; without it,
+// Cognito is sent none.
+func TestProxyForwardResource(t *testing.T) {
+	for _, forward := range []bool{false, true} {
+		t.Run(fmt.Sprintf("forward=%v", forward), func(t *testing.T) {
+			f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.ForwardResource = forward })
+			c := f.register(loopbackRedirect)
+			resp, body := c.get(c.authorizeURL(nil))
+			require.Equal(t, http.StatusFound, resp.StatusCode, body)
+			form, _ := c.consentForm(location(t, resp).String())
+			form.Set("action", "approve")
+			resp, body = c.postForm(f.srv.URL+"/consent", form)
+			require.Equal(t, http.StatusFound, resp.StatusCode, body)
+			upstream := location(t, resp)
+			if forward {
+				assert.Equal(t, f.proxy.Resource(), upstream.Query().Get("resource"))
+			} else {
+				assert.False(t, upstream.Query().Has("resource"))
+			}
+			resp, _ = c.get(upstream.String())
+			resp, body = c.get(location(t, resp).String())
+			require.Equal(t, http.StatusFound, resp.StatusCode, body)
+			access, _ := c.redeem(location(t, resp).Query().Get("code"))
+			resp, claims := f.mcp(access)
+			require.Equal(t, http.StatusOK, resp.StatusCode, claims)
+			assert.Equal(t, "alice", claims["username"])
+		})
+	}
+}
