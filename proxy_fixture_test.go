@@ -246,6 +246,29 @@ func (c *oauthClient) signIn(mod func(url.Values)) url.Values {
 	return back.Query()
 }
 
+// approve runs /authorize (its query edited by mod) and Allow on the
+// consent page, and returns where the proxy sends the browser next:
+// Cognito's authorization endpoint.
+func (c *oauthClient) approve(mod func(url.Values)) *url.URL {
+	c.f.t.Helper()
+	return c.answerConsent(mod, "approve")
+}
+
+// answerConsent runs /authorize (its query edited by mod) and answers the
+// consent page with action ("approve", "deny"), and returns where the
+// proxy sends the browser next.
+func (c *oauthClient) answerConsent(mod func(url.Values), action string) *url.URL {
+	c.f.t.Helper()
+	t := c.f.t
+	resp, body := c.get(c.authorizeURL(mod))
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	form, _ := c.consentForm(location(t, resp).String())
+	form.Set("action", action)
+	resp, body = c.postForm(c.f.srv.URL+"/consent", form)
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	return location(t, resp)
+}
+
 // token posts to /token and decodes the JSON answer.
 func (c *oauthClient) token(form url.Values) (int, map[string]any) {
 	c.f.t.Helper()

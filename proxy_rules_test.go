@@ -586,17 +586,12 @@ func TestProxySignInOutlastsTheConsentPage(t *testing.T) {
 	store := newTTLStore("txn")
 	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
 	c := f.register(loopbackRedirect)
-	resp, body := c.get(c.authorizeURL(nil))
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
-	form, _ := c.consentForm(location(t, resp).String())
-	form.Set("action", "approve")
-	resp, body = c.postForm(f.srv.URL+"/consent", form)
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	upstream := c.approve(nil)
 	assert.Equal(t, []time.Duration{15 * time.Minute, time.Hour}, store.written(), "the consent page's wait, then the sign-in's")
 
 	f.clock.Advance(40 * time.Minute) // the user verifies an email address at Cognito
-	resp, _ = c.get(location(t, resp).String())
-	resp, body = c.get(location(t, resp).String()) // the callback
+	resp, _ := c.get(upstream.String())
+	resp, body := c.get(location(t, resp).String()) // the callback
 	require.Equal(t, http.StatusFound, resp.StatusCode, body)
 	assert.NotEmpty(t, location(t, resp).Query().Get("code"), "the binding cookie still holds")
 	u, _ := url.Parse(f.srv.URL)
@@ -631,13 +626,7 @@ func TestConsentPageNamesTheApplication(t *testing.T) {
 func TestRedirectKeepsTheRegisteredQuery(t *testing.T) {
 	f := newProxyFixture(t, nil)
 	c := f.register(loopbackRedirect + "?session=a;b&x=1")
-	resp, body := c.get(c.authorizeURL(nil))
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
-	form, _ := c.consentForm(location(t, resp).String())
-	form.Set("action", "deny")
-	resp, body = c.postForm(f.srv.URL+"/consent", form)
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
-	raw := location(t, resp).RawQuery
+	raw := c.answerConsent(nil, "deny").RawQuery
 	assert.True(t, strings.HasPrefix(raw, "session=a;b&x=1&"), raw)
 	assert.Contains(t, raw, "error=access_denied")
 }
@@ -772,20 +761,14 @@ func TestProxyForwardResource(t *testing.T) {
 		t.Run(fmt.Sprintf("forward=%v", forward), func(t *testing.T) {
 			f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.ForwardResource = forward })
 			c := f.register(loopbackRedirect)
-			resp, body := c.get(c.authorizeURL(nil))
-			require.Equal(t, http.StatusFound, resp.StatusCode, body)
-			form, _ := c.consentForm(location(t, resp).String())
-			form.Set("action", "approve")
-			resp, body = c.postForm(f.srv.URL+"/consent", form)
-			require.Equal(t, http.StatusFound, resp.StatusCode, body)
-			upstream := location(t, resp)
+			upstream := c.approve(nil)
 			if forward {
 				assert.Equal(t, f.proxy.Resource(), upstream.Query().Get("resource"))
 			} else {
 				assert.False(t, upstream.Query().Has("resource"))
 			}
-			resp, _ = c.get(upstream.String())
-			resp, body = c.get(location(t, resp).String())
+			resp, _ := c.get(upstream.String())
+			resp, body := c.get(location(t, resp).String())
 			require.Equal(t, http.StatusFound, resp.StatusCode, body)
 			access, _ := c.redeem(location(t, resp).Query().Get("code"))
 			resp, claims := f.mcp(access)

@@ -57,13 +57,7 @@ func assertUnavailablePage(t *testing.T, what string, resp *http.Response, body 
 // redirect back: it returns the callback URL, not yet visited.
 func inFlight(t *testing.T, c *oauthClient) *url.URL {
 	t.Helper()
-	resp, body := c.get(c.authorizeURL(nil))
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
-	form, _ := c.consentForm(location(t, resp).String())
-	form.Set("action", "approve")
-	resp, body = c.postForm(c.f.srv.URL+"/consent", form)
-	require.Equal(t, http.StatusFound, resp.StatusCode, body)
-	resp, body = c.get(location(t, resp).String())
+	resp, body := c.get(c.approve(nil).String())
 	require.Equal(t, http.StatusFound, resp.StatusCode, body)
 	return location(t, resp)
 }
