@@ -24,11 +24,12 @@ func main() {
 	demo.Main("examples/mcpgo", newMCPHandler)
 }
 
-// newMCPHandler returns the streamable HTTP handler of the MCP server. It
-// needs nothing for cfg.Stateless: mcp-go's default session IDs are checked
-// for their form only, never against one process's memory, so any replica
-// answers any request. (Its WithStateLess would rather give every client
-// the same empty session ID for its event stream.)
+// newMCPHandler returns the streamable HTTP handler of the MCP server, whose
+// session IDs are bound to the Cognito user (see userSessions). It needs
+// nothing for cfg.Stateless: the session IDs are checked for their user's
+// tag only, never against one process's memory, so any replica answers any
+// request. (mcp-go's WithStateLess would rather give every client the same
+// empty session ID for its event stream.)
 func newMCPHandler(cfg demo.MCPConfig) http.Handler {
 	s := server.NewMCPServer("cognitomcp-example-mcpgo", "1.0.0")
 	s.AddTool(mcp.NewTool("whoami",
@@ -40,7 +41,8 @@ func newMCPHandler(cfg demo.MCPConfig) http.Handler {
 		mcp.WithDescription(`An administrative report; requires membership in the Cognito group "admin".`),
 		mcp.WithReadOnlyHintAnnotation(true),
 	), adminReport)
-	return server.NewStreamableHTTPServer(s, server.WithStreamableHTTPLogger(cfg.Logger))
+	return bindSessions(server.NewStreamableHTTPServer(s, server.WithStreamableHTTPLogger(cfg.Logger),
+		server.WithSessionIdManagerResolver(userSessions{})))
 }
 
 func whoami(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {

@@ -45,7 +45,9 @@ func newMCPHandler(cfg demo.MCPConfig) http.Handler {
 }
 
 // claimsBridge is the go-sdk TokenVerifier that reads the claims
-// cognitomcp's middleware verified, so each token is verified once.
+// cognitomcp's middleware verified, so each token is verified once. Its
+// UserID binds go-sdk's sessions to the Cognito user: a session answers
+// another user's token with 403.
 func claimsBridge(_ context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
 	c, ok := cognitomcp.ClaimsFromContext(r.Context())
 	if !ok {

@@ -24,6 +24,8 @@ func TestServerWithRedis(t *testing.T) { demotest.TestExampleWithRedis(t) }
 
 func TestServerReplicas(t *testing.T) { demotest.TestExampleReplicas(t) }
 
+func TestServerSessionsBoundToUser(t *testing.T) { demotest.TestExampleSessionsBoundToUser(t) }
+
 func TestTools(t *testing.T) {
 	demotest.TestTools(t, newMCPHandler(demo.MCPConfig{Logger: slog.New(slog.DiscardHandler)}))
 }

@@ -129,12 +129,23 @@ func (s *Server) Stop(t *testing.T) {
 // DEMO_AUTO_LOGIN, so no password is typed), and returns the access token.
 func (s *Server) Login(t *testing.T, clientName string) string {
 	t.Helper()
-	return login(t, s.URL, clientName)
+	return login(t, s.URL, clientName, nil)
+}
+
+// LoginAs is Login on a server started without DEMO_AUTO_LOGIN: it types
+// username and the password the server printed for it into Cognito's
+// sign-in form.
+func (s *Server) LoginAs(t *testing.T, clientName, username string) string {
+	t.Helper()
+	m := regexp.MustCompile(`user ` + regexp.QuoteMeta(username) + `, +password (\S+),`).FindStringSubmatch(s.Stdout())
+	require.NotNil(t, m, "no password printed for %s", username)
+	return login(t, s.URL, clientName, url.Values{"username": {username}, "password": {m[1]}})
 }
 
 // login is Server.Login against the server, or the load balancer in front
-// of servers, at base.
-func login(t *testing.T, base, clientName string) string {
+// of servers, at base. With credentials it signs in through Cognito's form;
+// without, Cognito must sign in a DEMO_AUTO_LOGIN user at once.
+func login(t *testing.T, base, clientName string, credentials url.Values) string {
 	t.Helper()
 	const redirect = "http://127.0.0.1:9/callback" // never followed
 	clientID := register(t, base, clientName, redirect)
@@ -150,11 +161,19 @@ func login(t *testing.T, base, clientName string) string {
 
 	next := redirectOf(t, browser, http.MethodGet, base+"/authorize?"+q.Encode(), nil)
 	if strings.HasSuffix(next.Path, "/consent") {
-		form := consentForm(t, browser, next.String())
+		form := hiddenFields(t, browser, next.String())
+		require.NotEmpty(t, form.Get("csrf"), "no CSRF field in the consent page")
 		form.Set("action", "approve")
 		next = redirectOf(t, browser, http.MethodPost, base+"/consent", form)
 	}
-	next = redirectOf(t, browser, http.MethodGet, next.String(), nil) // Cognito: signs in at once
+	next = redirectOf(t, browser, http.MethodGet, next.String(), nil) // Cognito: its form, or signed in at once
+	if credentials != nil {
+		form := hiddenFields(t, browser, next.String()) // the authorize request
+		for k, v := range credentials {
+			form[k] = v
+		}
+		next = redirectOf(t, browser, http.MethodPost, next.ResolveReference(&url.URL{Path: "/login"}).String(), form)
+	}
 	next = redirectOf(t, browser, http.MethodGet, next.String(), nil) // our callback: back to the client
 	require.True(t, strings.HasPrefix(next.String(), redirect), next.String())
 	code := next.Query().Get("code")
@@ -209,8 +228,9 @@ func redirectOf(t *testing.T, c *http.Client, method, u string, form url.Values)
 
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)"`)
 
-// consentForm fetches the consent page and returns its hidden fields.
-func consentForm(t *testing.T, c *http.Client, u string) url.Values {
+// hiddenFields fetches a page with a form (the consent page, Cognito's
+// sign-in page) and returns its hidden fields.
+func hiddenFields(t *testing.T, c *http.Client, u string) url.Values {
 	t.Helper()
 	resp, err := c.Get(u)
 	require.NoError(t, err)
@@ -221,7 +241,6 @@ func consentForm(t *testing.T, c *http.Client, u string) url.Values {
 	for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
 		form.Set(m[1], html.UnescapeString(m[2]))
 	}
-	require.NotEmpty(t, form.Get("csrf"), "no CSRF field in the consent page")
 	return form
 }
 

@@ -2,9 +2,11 @@ package demotest
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -97,6 +100,71 @@ func TestExample(t *testing.T, program string) {
 	})
 }
 
+// TestExampleSessionsBoundToUser runs an example program without
+// DEMO_AUTO_LOGIN, so that alice and bob both sign in, and replays the
+// Mcp-Session-Id of alice's session with bob's token (MCP checklist A5: a
+// session is bound to its user). Bob's tool call, event stream and DELETE
+// are refused; alice's session serves her still, and she can end it.
+func TestExampleSessionsBoundToUser(t *testing.T) {
+	s := Start(t)
+	alice := s.LoginAs(t, "Alice's Client", "alice")
+	bob := s.LoginAs(t, "Bob's Client", "bob")
+
+	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
+	defer cancel()
+	client := mcp.NewClient(&mcp.Implementation{Name: "demotest", Version: "1.0.0"}, nil)
+	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: s.URL + "/mcp",
+		HTTPClient: &http.Client{Transport: bearer(alice)}, DisableStandaloneSSE: true},
+		&mcp.ClientSessionOptions{ProtocolVersion: sessionProtocol})
+	require.NoError(t, err)
+	defer session.Close()
+	id := session.ID()
+	require.NotEmpty(t, id, "no MCP session")
+	require.Equal(t, http.StatusOK, sessionRequest(t, s, alice, id, http.MethodPost), "alice's own session")
+
+	for _, method := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+		t.Run("bob's "+method+" with alice's session is refused", func(t *testing.T) {
+			status := sessionRequest(t, s, bob, id, method)
+			assert.True(t, status >= 400 && status < 500, "status %d", status)
+		})
+	}
+
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "whoami"})
+	require.NoError(t, err, "alice's session after bob's attempts")
+	assert.Contains(t, Text(t, res), `"username":"alice"`)
+	status := sessionRequest(t, s, alice, id, http.MethodDelete)
+	assert.True(t, status >= 200 && status < 300, "alice ends her session: status %d", status)
+}
+
+// sessionProtocol is the last MCP version with sessions (Mcp-Session-Id).
+const sessionProtocol = "2025-11-25"
+
+// sessionRequest sends method to the MCP endpoint in the session id with
+// token, a whoami tool call for a POST, and returns the status. It does not
+// read the body: a GET that is served is an endless event stream.
+func sessionRequest(t *testing.T, s *Server, token, id, method string) int {
+	t.Helper()
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader(`{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"whoami","arguments":{}}}`)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, s.URL+"/mcp", body)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Mcp-Session-Id", id)
+	req.Header.Set("Mcp-Protocol-Version", sessionProtocol)
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // TestExampleWithRedis runs an example program with REDIS_URL and keys from
 // the environment: its state goes to Redis and no key is generated.
 func TestExampleWithRedis(t *testing.T) {
@@ -150,7 +218,7 @@ func TestExampleReplicas(t *testing.T) {
 		servers = append(servers, Start(t, append(env, "ADDR="+u.Host)...))
 	}
 
-	token := login(t, lb.URL, "Replicated Client")
+	token := login(t, lb.URL, "Replicated Client", nil)
 	res := callTool(t, lb.URL+"/mcp", token, "whoami")
 	require.False(t, res.IsError, Text(t, res))
 	assert.Contains(t, Text(t, res), `"username":"alice"`)
