@@ -168,8 +168,8 @@ func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect stri
 // grantableScopes parses a requested scope: the scopes asked for that the
 // proxy offers (as they are now; RFC 6749 §3.3 lets a server grant less
 // than asked, and a client may send a stale or hard-coded list, MCP
-// checklist H5); none means the client's registered scopes that the proxy
-// still offers, or all it offers. offline_access is dropped: the proxy
+// checklist H5); none asked, or none of them offered, means the client's
+// registered scopes that the proxy still offers, or all it offers. offline_access is dropped: the proxy
 // always issues refresh tokens.
 //
 // The scopes a client registered are not a limit: anyone may register a

@@ -183,9 +183,9 @@ func (p *Proxy) answerConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.logger.Info("cognitomcp: consent given", "mcp_client", txn.ClientID, "redirect_host", hostOf(txn.RedirectURI))
-	// Now it waits for the user at Cognito. The CSRF cookie stays, to
-	// expire by itself: with the binding cookie, it is what tells a second
-	// Allow of this browser's form from a forged one.
+	// Now it waits for the user at Cognito. The CSRF cookie stays until
+	// the callback clears it: with the binding cookie, it is what tells a
+	// second Allow of this browser's form from a forged one.
 	txn.Approved = true
 	if err := p.put(r.Context(), storeKey(kindTxn, txnID), &txn, signInTTL); err != nil {
 		p.errorPage(w, r, asError(err))

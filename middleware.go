@@ -167,10 +167,11 @@ func (m *middleware) authenticate(r *http.Request) (*Claims, error) {
 func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, claims *Claims, err error) {
 	e := asError(err)
 	m.log().LogAttrs(r.Context(), slog.LevelInfo, "cognitomcp: request refused", decisionAttrs(claims, e)...)
-	if m.grantable != nil && e.Code == CodeInsufficientScope {
-		if missing := missingScopes(m.grantable, strings.Fields(m.scopeFor(e))); len(missing) > 0 && !m.unobtainable.Swap(true) {
+	var need *scopeNeed
+	if m.grantable != nil && errors.As(e.Err, &need) {
+		if never := missingScopes(m.grantable, need.missing); len(never) > 0 && !m.unobtainable.Swap(true) {
 			m.log().Warn("cognitomcp: a scope required of requests is not in ProxyConfig.Scopes, so no client can obtain it: add it there (and to the Cognito app client)",
-				"scopes", strings.Join(missing, " "))
+				"scopes", strings.Join(never, " "))
 		}
 	}
 	if h := m.challenge(e); h != "" {
@@ -251,12 +252,15 @@ func checkScopes(have, want []string) error {
 	return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope,
 		Description: "the token lacks a required scope",
 		Err: fmt.Errorf("%w: missing %s: %w", ErrInsufficientScope, strings.Join(missing, " "),
-			&scopeNeed{scope: strings.Join(union(have, want), " ")})}
+			&scopeNeed{scope: strings.Join(union(have, want), " "), missing: missing})}
 }
 
 // scopeNeed carries, inside an insufficient_scope error, the full scope a
 // client should ask for.
-type scopeNeed struct{ scope string }
+type scopeNeed struct {
+	scope   string
+	missing []string // of the scopes required, those the token lacks
+}
 
 func (s *scopeNeed) Error() string { return "cognitomcp: needs scope " + s.scope }
 
@@ -485,14 +489,14 @@ var _ context.Context = (*authCtx)(nil)
 // form browsers send (lower case, no default port); "*" allows any. It
 // panics on an empty list, which would refuse every browser.
 func CheckOrigin(origins ...string) func(http.Handler) http.Handler {
-	g := originGuard{origins: canonicalOrigins(nonEmpty("CheckOrigin", origins)), logger: slog.Default()}
+	g := originGuard{origins: canonicalOrigins(nonEmpty("CheckOrigin", origins))}
 	return g.wrap
 }
 
 // originGuard is CheckOrigin's check, shared with the Proxy.
 type originGuard struct {
-	origins []string // canonical
-	logger  *slog.Logger
+	origins []string     // canonical
+	logger  *slog.Logger // nil: the default one at the time of use
 }
 
 func (g originGuard) wrap(next http.Handler) http.Handler {
@@ -512,7 +516,11 @@ func (g originGuard) allow(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if !slices.Contains(g.origins, "*") && !slices.Contains(g.origins, origin) {
-		g.logger.Info("cognitomcp: foreign Origin refused", "origin", truncate(origin, 100))
+		logger := g.logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		logger.Info("cognitomcp: foreign Origin refused", "origin", truncate(origin, 100))
 		writeOAuthError(w, &Error{Status: http.StatusForbidden, Code: CodeAccessDenied, Description: "origin not allowed"})
 		return false
 	}

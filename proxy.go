@@ -271,8 +271,10 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	mcpPath := orDefault(cfg.MCPPath, "/mcp")
 	callback := orDefault(cfg.CallbackPath, "/auth/callback")
 	for field, v := range map[string]string{"MCPPath": mcpPath, "CallbackPath": callback} {
-		if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, "?#") || strings.Contains(v, "..") {
-			return fmt.Errorf("cognitomcp: ProxyConfig.%s: %q must be an absolute path without query, fragment or dot segments", field, v)
+		// "//host/…" would be read as a URL of another host (the 308 of
+		// the MCP endpoint with a trailing slash would lead there).
+		if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.ContainsAny(v, "?#\\") || strings.Contains(v, "..") {
+			return fmt.Errorf("cognitomcp: ProxyConfig.%s: %q must be an absolute path without query, fragment, backslash or dot segments, not starting with //", field, v)
 		}
 	}
 	p.resource = p.issuer + mcpPath

@@ -728,7 +728,9 @@ func TestMCPEndpointWithATrailingSlash(t *testing.T) {
 // client can obtain it), which is logged once; a scope the proxy offers
 // that a token lacks is an ordinary step-up, not logged.
 func TestProxyWarnsOfAnUnobtainableScope(t *testing.T) {
-	f := newProxyFixture(t, nil)
+	store, clock := cognitomcp.NewMemoryStore(), newTestClock()
+	pool := newTestPool(t, clock)
+	f := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
 	access, _ := f.register(loopbackRedirect).login() // openid email
 	call := func(h http.Handler) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, f.proxy.Resource(), strings.NewReader("{}"))
@@ -744,6 +746,15 @@ func TestProxyWarnsOfAnUnobtainableScope(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, rec.Code)
 	assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `scope="openid email profile"`)
 	assert.NotContains(t, f.logs.String(), warning, "profile is offered: an ordinary step-up")
+
+	// The token holds email, which the proxy no longer offers: still an
+	// ordinary step-up for profile.
+	narrowed := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Store, cfg.BaseURL, cfg.Scopes = store, f.cfg.BaseURL, []string{"openid", "profile"}
+	})
+	rec = call(narrowed.proxy.Handler(cognitomcp.RequireScopes("profile")(mcpEcho)))
+	assert.Equal(t, http.StatusForbidden, rec.Code)
+	assert.NotContains(t, narrowed.logs.String(), warning, "only the scopes required and missing count")
 
 	never := f.proxy.Handler(cognitomcp.RequireScopes("mcp-api/admin")(mcpEcho))
 	call(never)
@@ -776,4 +787,24 @@ func TestProxyForwardResource(t *testing.T) {
 			assert.Equal(t, "alice", claims["username"])
 		})
 	}
+}
+
+// TestProxyConfigPaths: MCPPath and CallbackPath are absolute paths of this
+// host, never something a browser or a client would read as another URL.
+func TestProxyConfigPaths(t *testing.T) {
+	for _, path := range []string{"mcp", "/mcp?x=1", "/mcp#x", "/a/../mcp", "//evil.example/mcp", "/\\evil.example/mcp"} {
+		for _, field := range []string{"MCPPath", "CallbackPath"} {
+			f := newProxyFixture(t, nil)
+			cfg := f.cfg
+			if field == "MCPPath" {
+				cfg.MCPPath = path
+			} else {
+				cfg.CallbackPath = path
+			}
+			_, err := cognitomcp.NewProxy(t.Context(), cfg)
+			assert.ErrorContains(t, err, "ProxyConfig."+field, "%s %q", field, path)
+		}
+	}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.MCPPath = "/v2/mcp" })
+	assert.Equal(t, f.srv.URL+"/v2/mcp", f.proxy.Resource())
 }

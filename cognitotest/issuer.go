@@ -36,7 +36,8 @@ func (p *UserPool) serveIssuerHost(w http.ResponseWriter, r *http.Request) {
 	if !isJWKS {
 		prefix, found = strings.CutSuffix(r.URL.Path, "/.well-known/openid-configuration")
 	}
-	if !found || (prefix != "/"+p.PoolID && prefix != "/updated/"+p.PoolID) { // the two forms; /updated/ on loopback
+	updated := !p.opts.AWSHostnames && prefix == "/updated/"+p.PoolID // the UPDATED form on loopback
+	if !found || (prefix != "/"+p.PoolID && !updated) {
 		http.NotFound(w, r)
 		return
 	}
