@@ -6,7 +6,8 @@ import (
 )
 
 // Sentinel errors, for errors.Is. Every error the Verifier, the middleware
-// and the proxy return wraps one of them. Every token failure also matches
+// and the proxy return wraps one of them, except a 500 server_error that a
+// TokenVerifier of one's own caused. Every token failure also matches
 // ErrInvalidToken.
 var (
 	ErrNoToken            = errors.New("cognitomcp: no bearer token")
@@ -47,7 +48,8 @@ const (
 	CodeInvalidRedirectURI   = "invalid_redirect_uri"
 	CodeInvalidClientMeta    = "invalid_client_metadata"
 	// CodeSlowDown is RFC 8628's "slow down"; the proxy no longer answers
-	// it (see rateLimited) and keeps it for code that compares against it.
+	// it (rate-limited requests get 429 temporarily_unavailable) and keeps
+	// it for code that compares against it.
 	CodeSlowDown = "slow_down"
 )
 

@@ -14,7 +14,8 @@ import (
 )
 
 // ErrorHandler writes the response for a refused request. err is an *Error
-// (errors.As) that wraps one of the package's sentinels. When it runs, the
+// (errors.As) that wraps one of the package's sentinels, except a 500
+// server_error, whose cause is the verifier's own error. When it runs, the
 // WWW-Authenticate header (RFC 6750 §3) is already set; it writes the status
 // and the body.
 type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
@@ -22,7 +23,8 @@ type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 // MiddlewareConfig configures RequireToken.
 type MiddlewareConfig struct {
 	// Verifier checks the bearer token. Required: a *Verifier for Cognito
-	// tokens, or the proxy's own verifier.
+	// tokens, or any TokenVerifier (for the proxy's tokens, use
+	// Proxy.RequireToken).
 	Verifier TokenVerifier
 
 	// ResourceMetadataURL is the absolute URL of this resource's protected

@@ -62,10 +62,13 @@ type ProxyConfig struct {
 	// Without a ClientSecret it does not apply (an unknown value is still
 	// refused).
 	ClientAuthMethod string
-	// Scopes are what MCP clients may ask for; the proxy asks Cognito for
-	// the same and advertises them in metadata and challenges. Custom
-	// resource-server scopes ("mcp-api/tools") work too. Default
-	// {"openid", "email", "profile"}; "openid" is always requested upstream.
+	// Scopes are what MCP clients may ask for (others they ask for are
+	// dropped), advertised in metadata and challenges. The proxy asks
+	// Cognito for those an authorization was granted, with "openid", and
+	// grants only those Cognito's access token holds. Custom resource-server
+	// scopes ("mcp-api/tools") work too. A scope RequireScopes requires must
+	// be listed, or no client can obtain it (logged once). Default
+	// {"openid", "email", "profile"}.
 	Scopes []string
 	// ForwardResource sends the MCP client's RFC 8707 resource to Cognito,
 	// which binds aud of its access token (managed login, Essentials or Plus
@@ -85,8 +88,9 @@ type ProxyConfig struct {
 	// CallbackPath is the Cognito callback under BaseURL. Default
 	// "/auth/callback". Cognito's app client must allow Issuer()+CallbackPath.
 	CallbackPath string
-	// ServiceName is what the consent page calls this server. Default: the
-	// host of BaseURL.
+	// ServiceName is what the consent page calls this server, and the
+	// resource_name of its protected resource metadata. Default: the host
+	// of BaseURL.
 	ServiceName string
 
 	// AllowedRedirectURIs are patterns that redirect URIs of registered
@@ -115,8 +119,9 @@ type ProxyConfig struct {
 	// one replica only; use NewRedisStore for several.
 	Store Store
 	// InsecureAllowNonAtomicStore accepts a Store whose Take is not atomic
-	// (AtomicTake() false). Codes and refresh tokens are then single use only
-	// within one process.
+	// (AtomicTake() false). Codes, transactions and CSRF tokens may then be
+	// taken twice, even within one process; refreshes are serialised within
+	// one process only.
 	InsecureAllowNonAtomicStore bool
 
 	// AccessTokenTTL is the lifetime of the proxy's access tokens. Default 1h.
@@ -525,7 +530,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Handler returns a handler serving the proxy's routes and, at MCPPath, mcp
 // protected by RequireToken: Origin checked first (403 for a foreign one),
-// then the token. Mount it at the root of the host.
+// then the token. MCPPath with a trailing slash is redirected to MCPPath
+// (308). Mount it at the root of the host.
 func (p *Proxy) Handler(mcp http.Handler) http.Handler {
 	return &mounted{p: p, guard: &guarded{m: p.mw, next: mcp}}
 }
