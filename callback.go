@@ -164,7 +164,8 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 
 // upstreamTimeout bounds each call to Cognito's token endpoint even when
 // ProxyConfig.HTTPClient has no Timeout: above the default client's 10 s,
-// below lockTTL, so a refresh under the grant's lock ends before the lock.
+// well inside lockTTL, so a refresh under the grant's lock ends before the
+// lock.
 const upstreamTimeout = 15 * time.Second
 
 // upstreamContext carries the proxy's HTTP client to x/oauth2, with a

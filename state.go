@@ -199,8 +199,12 @@ func kindOf(key string) string {
 
 // withLock runs fn holding the lock name, shared by every replica when the
 // store is a Locker, and per process otherwise. It waits for a held lock up
-// to wait, and no longer than ctx.
-func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, fn func() error) error {
+// to wait, and no longer than ctx. Once the lock is held, fn's context is
+// ctx's values without its cancellation (work begun under the lock is
+// finished even if the client goes away), with a deadline lockTTL/6 before
+// the lock could expire: no write of fn's lands after another replica could
+// have taken the lock.
+func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, fn func(context.Context) error) error {
 	held := func() error { return fmt.Errorf("%w: lock %s held too long", ErrUnavailable, kindOf(name)) }
 	l, ok := p.store.(Locker)
 	if !ok {
@@ -215,16 +219,17 @@ func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, f
 			return held()
 		}
 		defer func() { <-sem }()
-		return fn()
+		return underLock(ctx, time.Now(), fn)
 	}
 	key := storeKey(kindLock, name)
 	deadline := time.Now().Add(wait)
 	delay := 5 * time.Millisecond
 	for {
+		asked := time.Now() // the lock's life starts later, when the store takes it
 		unlock, err := l.Lock(ctx, key, lockTTL)
 		if err == nil {
 			defer func() { _ = unlock(context.WithoutCancel(ctx)) }()
-			return fn()
+			return underLock(ctx, asked, fn)
 		}
 		if !errors.Is(err, ErrLocked) {
 			return storeError("lock", err)
@@ -252,5 +257,16 @@ func hashIndex(name string, n int) int {
 	return int(h % uint32(n))
 }
 
-// lockTTL bounds how long a crashed replica can hold a lock.
-const lockTTL = 30 * time.Second
+// underLock runs fn with the context withLock gives it, for a lock taken
+// at (or after) taken.
+func underLock(ctx context.Context, taken time.Time, fn func(context.Context) error) error {
+	work, cancel := context.WithDeadline(context.WithoutCancel(ctx), taken.Add(lockTTL-lockTTL/6))
+	defer cancel()
+	return fn(work)
+}
+
+// lockTTL bounds how long a crashed replica can hold a lock. The work under
+// a grant's lock has its own bounds, well inside lockTTL-lockTTL/6 (50 s):
+// a call to Cognito's token endpoint 15 s (upstreamTimeout), a JWKS fetch
+// and a revocation 10 s each, and a few store operations.
+var lockTTL = 60 * time.Second

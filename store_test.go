@@ -942,7 +942,7 @@ func TestLocalLockBounded(t *testing.T) {
 	p := fx.p
 	entered, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {
-		done <- p.withLock(t.Context(), "grant:a", time.Second, func() error {
+		done <- p.withLock(t.Context(), "grant:a", time.Second, func(context.Context) error {
 			close(entered)
 			<-release
 			return nil
@@ -951,16 +951,53 @@ func TestLocalLockBounded(t *testing.T) {
 	<-entered
 
 	ran := false
-	err := p.withLock(t.Context(), "grant:a", 20*time.Millisecond, func() error { ran = true; return nil })
+	err := p.withLock(t.Context(), "grant:a", 20*time.Millisecond, func(context.Context) error { ran = true; return nil })
 	assert.ErrorIs(t, err, ErrUnavailable, "a waiter gives up after its wait")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	err = p.withLock(ctx, "grant:a", time.Minute, func() error { ran = true; return nil })
+	err = p.withLock(ctx, "grant:a", time.Minute, func(context.Context) error { ran = true; return nil })
 	assert.ErrorIs(t, err, context.Canceled, "a waiter gives up when its request ends")
 	assert.False(t, ran, "no waiter ran while the lock was held")
 
 	close(release)
 	require.NoError(t, <-done)
-	require.NoError(t, p.withLock(t.Context(), "grant:a", 20*time.Millisecond, func() error { ran = true; return nil }))
+	require.NoError(t, p.withLock(t.Context(), "grant:a", 20*time.Millisecond, func(context.Context) error { ran = true; return nil }))
 	assert.True(t, ran, "the lock is free once its holder is done")
+}
+
+// TestGrantLockWorkEndsBeforeTheLock: the work under a grant's lock goes on
+// when the client goes away, and ends (its context's deadline) before the
+// lock could expire, with the shared lock and the in-process one: a store
+// write that hangs is abandoned rather than landing after another replica
+// could have taken the lock and revoked the grant.
+func TestGrantLockWorkEndsBeforeTheLock(t *testing.T) {
+	defer func(old time.Duration) { lockTTL = old }(lockTTL)
+	lockTTL = 600 * time.Millisecond
+	for name, store := range map[string]Store{
+		"shared lock":     NewMemoryStore(),
+		"in-process lock": NewCacheStore(newGoCacheSpy(t), CacheStoreOptions{}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			fx := newRegisterTestProxy(t, func(cfg *ProxyConfig) { cfg.Store, cfg.InsecureAllowNonAtomicStore = store, true })
+			ctx, cancel := context.WithCancel(t.Context())
+			start := time.Now()
+			var goneOn bool
+			var deadline time.Time
+			err := fx.p.withGrantLock(ctx, "g", func(ctx context.Context) error {
+				cancel() // the client goes away
+				goneOn = ctx.Err() == nil
+				deadline, _ = ctx.Deadline()
+				select { // a store write that hangs
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(5 * time.Second):
+					return nil
+				}
+			})
+			assert.True(t, goneOn, "the client's going away does not end the work")
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "the hanging write is abandoned")
+			assert.True(t, !deadline.IsZero() && deadline.Before(start.Add(lockTTL)), "deadline %v, lock until %v", deadline, start.Add(lockTTL))
+			assert.Less(t, time.Since(start), lockTTL, "over before the lock could expire")
+		})
+	}
 }

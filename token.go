@@ -451,9 +451,10 @@ func parseRefreshToken(raw string) (gid string, gen int, mac []byte, ok bool) {
 // Waiting for the lock ends with ctx; once it is held, fn's context does
 // not: work begun under the lock is finished even if the client goes away
 // (Cognito may have rotated its refresh token, and a grant not stored
-// would keep the old one, which Cognito no longer takes).
+// would keep the old one, which Cognito no longer takes), and it ends
+// before the lock could (see withLock).
 func (p *Proxy) withGrantLock(ctx context.Context, gid string, fn func(ctx context.Context) error) error {
-	return p.withLock(ctx, "grant:"+gid, lockWait, func() error { return fn(context.WithoutCancel(ctx)) })
+	return p.withLock(ctx, "grant:"+gid, lockWait, fn)
 }
 
 // revokeGrant ends a sign-in: the grant goes, so every refresh token of its
