@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -116,18 +117,23 @@ func missError(lastErr error) error {
 
 // refresh runs one fetch, publishes its outcome and wakes the waiters. The
 // fetch is detached from the caller's cancellation, since others wait on it.
+// A panic in the fetch (an HTTPClient's transport of one's own) still
+// publishes an outcome and wakes them, so that later fetches can run.
 func (ks *keySet) refresh(ctx context.Context, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
-	keys, err := ks.fetch(ctx)
-	ks.mu.Lock()
-	ks.lastErr = err
-	if err == nil {
-		ks.keys = keys
-	}
-	ks.inflight = nil
-	ks.mu.Unlock()
-	close(done)
+	keys, err := map[string]*rsa.PublicKey(nil), errors.New("the JWKS fetch panicked")
+	defer func() {
+		ks.mu.Lock()
+		ks.lastErr = err
+		if err == nil {
+			ks.keys = keys
+		}
+		ks.inflight = nil
+		ks.mu.Unlock()
+		close(done)
+	}()
+	keys, err = ks.fetch(ctx)
 }
 
 // Bounds on the RSA keys a key set keeps. Cognito's keys are 2048-bit with

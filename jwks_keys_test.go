@@ -1,6 +1,7 @@
 package cognitomcp
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -60,4 +61,43 @@ func TestKeySetKeepsOnlyStrongRS256Keys(t *testing.T) {
 	_, err = fetch(keys[3:5]) // e = 3 and e = 17
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "2048 bits")
+}
+
+// panicOnce is a transport that panics on its first request and then
+// serves body.
+type panicOnce struct {
+	calls int
+	body  []byte
+}
+
+func (p *panicOnce) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.calls++
+	if p.calls == 1 {
+		panic("a transport of one's own panicked")
+	}
+	rec := httptest.NewRecorder()
+	_, _ = rec.Write(p.body)
+	return rec.Result(), nil
+}
+
+// TestKeySetSurvivesAPanickingFetch: a fetch that panics (a custom
+// HTTPClient's transport) wakes its waiters and leaves no fetch in flight,
+// so the next unknown kid fetches again instead of waiting for ever.
+func TestKeySetSurvivesAPanickingFetch(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	body, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{KeyID: "k2", Key: &k.PublicKey, Algorithm: "RS256", Use: "sig"}}})
+	require.NoError(t, err)
+	tr := &panicOnce{body: body}
+	now := time.Unix(1_800_000_000, 0)
+	ks := newKeySet("https://issuer.example/.well-known/jwks.json", &http.Client{Transport: tr}, func() time.Time { return now }, time.Minute)
+
+	assert.Panics(t, func() { _, _ = ks.key(t.Context(), "k1") })
+	now = now.Add(time.Hour)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	got, err := ks.key(ctx, "k2")
+	require.NoError(t, err, "fetched again, not stuck behind the panicked fetch")
+	assert.Equal(t, &k.PublicKey, got)
+	assert.Equal(t, 2, tr.calls)
 }
