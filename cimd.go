@@ -148,8 +148,8 @@ func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord
 		select {
 		case <-call.done:
 			return cloneClientRecord(call.rec), call.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", errInvalidClientMetadata, ctx.Err())
+		case <-ctx.Done(): // the request ended: no verdict on the client (503, not invalid_client)
+			return nil, fmt.Errorf("%w: %w: %w", errInvalidClientMetadata, ErrUnavailable, ctx.Err())
 		}
 	}
 	return f.lead(ctx, clientID, call)

@@ -730,6 +730,7 @@ func TestCIMDWaiterHonoursItsContext(t *testing.T) {
 	cancel()
 	_, err := f.fetch(ctx, srv.URL+"/slow.json")
 	assert.True(t, errors.Is(err, context.Canceled) && errors.Is(err, errInvalidClientMetadata))
+	assert.ErrorIs(t, err, ErrUnavailable, "no verdict on the client: a 503, never invalid_client, on which clients drop their tokens")
 	close(release)
 	assert.NoError(t, <-leader)
 }

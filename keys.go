@@ -46,8 +46,11 @@ type EncryptionKey struct {
 //
 // The zero value is invalid: set MasterSecret, or all of SigningKeys,
 // EncryptionKeys and CookieKeys. Every key list rotates the same way: the
-// first key signs or encrypts, every key verifies or decrypts, so prepend the
-// new key, keep the old one while values made with it live, then drop it.
+// first key signs or encrypts, every key verifies or decrypts. With several
+// replicas, first append the new key everywhere (each replica can then read
+// what it will make), then move it first, keep the old one while values
+// made with it live, then drop it; a replica that signed or sealed with a
+// key others lack would make tokens and records they cannot read.
 // The config's byte slices are copied; changing them later has no effect.
 type KeyConfig struct {
 	// MasterSecret is at least 32 random bytes (for example 32 bytes from

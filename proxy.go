@@ -212,7 +212,9 @@ type Proxy struct {
 
 	tokens      *tokenCache   // verified proxy access tokens
 	revokedHere revokedGrants // grants this replica revoked lately
-	mw          *middleware
+
+	revokedTokensHere revokedGrants // access tokens (by jti) this replica revoked, until they expire
+	mw                *middleware
 
 	routes     map[string]http.Handler
 	httpClient *http.Client

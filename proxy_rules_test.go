@@ -808,3 +808,60 @@ func TestProxyConfigPaths(t *testing.T) {
 	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.MCPPath = "/v2/mcp" })
 	assert.Equal(t, f.srv.URL+"/v2/mcp", f.proxy.Resource())
 }
+
+// holdingStore is a MemoryStore whose next read of a grant, once armed,
+// waits until released: a verification held in flight.
+type holdingStore struct {
+	*cognitomcp.MemoryStore
+	armed            atomic.Bool
+	entered, release chan struct{}
+}
+
+func (s *holdingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasPrefix(key, "grant:") && s.armed.CompareAndSwap(true, false) {
+		close(s.entered)
+		<-s.release
+	}
+	return s.MemoryStore.Get(ctx, key)
+}
+
+// TestProxyRevocationRacesAVerification: an access token revoked on this
+// replica while a verification of it is in flight (it read "not revoked"
+// just before) is refused by that verification and never cached, so the
+// replica refuses it at once, as documented, not after
+// RevocationCheckInterval.
+func TestProxyRevocationRacesAVerification(t *testing.T) {
+	store := &holdingStore{MemoryStore: cognitomcp.NewMemoryStore(), entered: make(chan struct{}), release: make(chan struct{})}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	access, _ := c.login()
+
+	store.armed.Store(true)
+	inFlight := make(chan int)
+	go func() {
+		resp, _ := f.mcp(access)
+		inFlight <- resp.StatusCode
+	}()
+	<-store.entered
+	status, _ := c.revoke(url.Values{"token": {access}, "token_type_hint": {"access_token"}})
+	require.Equal(t, http.StatusOK, status)
+	close(store.release)
+	assert.Equal(t, http.StatusUnauthorized, <-inFlight, "the verification in flight sees the revocation")
+	resp, _ := f.mcp(access)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "and left nothing in the cache")
+}
+
+// TestProxyTokenAtTheEndOfItsSignIn: an access token presented in the
+// seconds of clock skew past its sign-in's end (the grant still in a store
+// whose expiry lags) is refused as revoked, not refreshed at Cognito into a
+// store write of a negative lifetime (a 503).
+func TestProxyTokenAtTheEndOfItsSignIn(t *testing.T) {
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.RefreshTokenTTL = time.Hour })
+	access, _ := f.register(loopbackRedirect).login()
+	refreshes := f.pool.TokenGrants("refresh_token")
+	f.clock.Advance(time.Hour + 2*time.Second) // the sign-in ended 2 s ago; the token is within the 5 s skew
+	resp, body := f.mcp(access)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%v", body)
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
+	assert.Equal(t, refreshes, f.pool.TokenGrants("refresh_token"), "no refresh at Cognito for an ended sign-in")
+}

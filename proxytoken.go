@@ -49,6 +49,12 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 	}
 	until := earliest(c.Expiry.Add(proxyTokenSkew), now.Add(p.revocationCheck), g.Upstream.Expiry)
 	p.tokens.put(raw, c, until, now)
+	// A revocation of this token here since the store was read: it deleted
+	// the cache entry before this put, or is seen now.
+	if p.revokedTokensHere.has(tc.ID, now) {
+		p.tokens.delete(raw)
+		return nil, tokenError(ErrTokenRevoked, "token revoked")
+	}
 	return c, nil
 }
 
@@ -83,8 +89,8 @@ func (p *Proxy) cachedToken(raw string, now time.Time) (*Claims, bool) {
 // maxRevokedHere grants; past that the interval bound still holds.
 type revokedGrants struct {
 	n  atomic.Int32 // len(m), read without the lock on the hot path
-	mu sync.Mutex
-	m  map[string]time.Time // grant id → until
+	mu sync.RWMutex
+	m  map[string]time.Time // grant id (or token id) → until
 }
 
 const maxRevokedHere = 10_000
@@ -115,8 +121,8 @@ func (r *revokedGrants) has(gid string, now time.Time) bool {
 	if gid == "" || r.n.Load() == 0 {
 		return false
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	until, ok := r.m[gid]
 	return ok && now.Before(until)
 }
@@ -142,12 +148,14 @@ func (p *Proxy) checkProxyClaims(tc *proxyClaims, now time.Time) error {
 // liveGrant checks the token was not revoked and loads its grant,
 // refreshing Cognito's tokens first when they have expired.
 func (p *Proxy) liveGrant(ctx context.Context, tc *proxyClaims, now time.Time) (*grantRecord, error) {
-	var revoked bool
-	switch err := p.get(ctx, storeKey(kindRevoked, tc.ID), &revoked); {
+	// Any value under the token's revocation key revokes it, read without
+	// opening: one sealed under a key this replica does not have yet (an
+	// encryption key rolled out elsewhere first) must not read as absent.
+	switch _, err := p.store.Get(ctx, storeKey(kindRevoked, tc.ID)); {
 	case err == nil:
 		return nil, tokenError(ErrTokenRevoked, "token revoked")
 	case !errors.Is(err, ErrNotFound):
-		return nil, err
+		return nil, storeError("get", err)
 	}
 	var g grantRecord
 	switch err := p.get(ctx, storeKey(kindGrant, tc.GrantID), &g); {
@@ -158,6 +166,9 @@ func (p *Proxy) liveGrant(ctx context.Context, tc *proxyClaims, now time.Time) (
 	}
 	if g.ClientID != tc.ClientID || g.User.Subject != tc.Subject {
 		return nil, tokenError(fmt.Errorf("%w: token does not match its grant", ErrInvalidToken), "invalid token")
+	}
+	if !now.Before(g.ExpiresAt) { // the sign-in ended; a store's expiry may lag
+		return nil, tokenError(fmt.Errorf("%w: grant expired", ErrTokenRevoked), "token revoked")
 	}
 	if now.Before(g.Upstream.Expiry.Add(-proxyTokenSkew)) {
 		return &g, nil
@@ -180,6 +191,10 @@ func (p *Proxy) refreshForRequest(ctx context.Context, gid string, now time.Time
 			return err
 		}
 		if now.Before(g.Upstream.Expiry.Add(-proxyTokenSkew)) {
+			return nil
+		}
+		if !now.Before(g.ExpiresAt) { // the sign-in ended (a store's expiry may lag): nothing to refresh
+			e = tokenError(fmt.Errorf("%w: grant expired", ErrTokenRevoked), "token revoked")
 			return nil
 		}
 		if e = p.refreshUpstreamIfDue(ctx, &g, now); e != nil {

@@ -1,6 +1,7 @@
 package cognitomcp_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -527,4 +528,32 @@ func TestRestartKeepsEverything(t *testing.T) {
 // redisValue reads a raw value from Redis.
 func (rs *replicaSet) redisValue(ctx context.Context, key string) ([]byte, error) {
 	return rs.rdb.Get(ctx, key).Bytes()
+}
+
+// TestReplicasRevokeDuringKeyRollout: during an encryption-key rollout a
+// replica that has the new key first seals with it, which a replica still
+// without it cannot open; a revocation written there is nevertheless seen
+// on that replica (a revocation record counts by its presence), where a
+// value that does not open would read as "not revoked".
+func TestReplicasRevokeDuringKeyRollout(t *testing.T) {
+	rs := newReplicaSet(t, replicaOptions{})
+	old, err := rs.cfg.Keys.Expanded()
+	require.NoError(t, err)
+	rs.add(func(cfg *cognitomcp.ProxyConfig) { cfg.Keys = old }) // A: the old keys only
+	rollout := old
+	rollout.EncryptionKeys = append([]cognitomcp.EncryptionKey{{ID: "enc-new", Key: bytes.Repeat([]byte("n"), 32)}}, old.EncryptionKeys...)
+	rs.add(func(cfg *cognitomcp.ProxyConfig) { cfg.Keys = rollout }) // B: the new key first
+	rs.proxy = rs.proxies[replicaA]
+
+	rs.use(replicaA)
+	c := rs.register(loopbackRedirect)
+	access, _ := c.login()
+	status, _ := rs.mustMCP(replicaA, access)
+	require.Equal(t, http.StatusOK, status)
+
+	status, out := rs.mustPost(replicaB, "/revoke", url.Values{"client_id": {c.id}, "token": {access}, "token_type_hint": {"access_token"}})
+	require.Equal(t, http.StatusOK, status, out)
+	rs.clock.Advance(revocationBound) // past A's cache
+	status, _ = rs.mustMCP(replicaA, access)
+	assert.Equal(t, http.StatusUnauthorized, status, "A, which cannot open B's record, refuses the token all the same")
 }

@@ -73,11 +73,15 @@ func (p *Proxy) revokeAccessToken(ctx context.Context, client *clientRecord, tok
 	if p.keys.signer.Verify(token, &c) != nil || c.Issuer != p.issuer || c.ClientID != client.ID || c.ID == "" {
 		return nil
 	}
-	ttl := time.Unix(c.Expiry, 0).Sub(p.now())
-	if ttl <= 0 {
+	now := p.now()
+	until := time.Unix(c.Expiry, 0).Add(proxyTokenSkew) // it is taken up to then
+	if !now.Before(until) {
 		return nil
 	}
-	if err := p.put(ctx, storeKey(kindRevoked, c.ID), true, ttl+time.Minute); err != nil {
+	if !p.revokedTokensHere.add(c.ID, until, now) { // before the store, for a check of it in flight here
+		p.logger.Warn("cognitomcp: too many recent revocations to remember; this one holds on other requests within RevocationCheckInterval", "max", maxRevokedHere)
+	}
+	if err := p.put(ctx, storeKey(kindRevoked, c.ID), true, until.Sub(now)+time.Minute); err != nil {
 		return err
 	}
 	p.tokens.delete(token)
