@@ -207,6 +207,13 @@ type browserFixture struct {
 
 func newBrowserFixture(t *testing.T) *browserFixture {
 	t.Helper()
+	return newBrowserFixtureWith(t, nil)
+}
+
+// newBrowserFixtureWith is newBrowserFixture with the proxy's
+// configuration edited by mod.
+func newBrowserFixtureWith(t *testing.T, mod func(*cognitomcp.ProxyConfig)) *browserFixture {
+	t.Helper()
 	f := &browserFixture{logs: &syncBuffer{}}
 	var handler http.Handler = http.NotFoundHandler()
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -220,12 +227,16 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 	t.Cleanup(f.pool.Close)
 	f.pool.AddUser(cognitotest.User{Username: "alice", Password: alicePassword, Email: "alice@example.com", Groups: []string{"admin"}})
 	app := f.pool.AddClient(cognitotest.Client{Secret: "upstream-secret", CallbackURLs: []string{f.srv.URL + "/auth/callback"}})
-	p, err := cognitomcp.NewProxy(t.Context(), cognitomcp.ProxyConfig{
+	cfg := cognitomcp.ProxyConfig{
 		IssuerURL: f.pool.Issuer, ClientID: app.ID, ClientSecret: "upstream-secret",
 		BaseURL: f.srv.URL, Keys: cognitomcp.KeyConfig{MasterSecret: bytes.Repeat([]byte("k"), 32)},
 		HTTPClient: f.pool.HTTPClient(),
 		Logger:     slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := cognitomcp.NewProxy(t.Context(), cfg)
 	require.NoError(t, err)
 	f.proxy = p
 	handler = p.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

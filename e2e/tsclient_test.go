@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cognitomcp/cognitomcp"
 )
 
 // TestTypeScriptSDKClient signs alice and bob in to the example server with
@@ -449,4 +452,42 @@ func cleanEnv() []string {
 	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return slices.ContainsFunc(drop, func(p string) bool { return strings.HasPrefix(kv, p) })
 	})
+}
+
+// TestTypeScriptSDKRateLimitedRefresh: when the proxy's /token is over its
+// rate limit, the official TypeScript SDK reports the error to its caller
+// (who retries later) instead of reading it as the server's and sending the
+// user back to sign in, which it did on the slow_down the proxy answered
+// before.
+func TestTypeScriptSDKRateLimitedRefresh(t *testing.T) {
+	modules := nodeModules(t)
+	f := newBrowserFixtureWith(t, func(cfg *cognitomcp.ProxyConfig) { cfg.RateLimits.Token = 1 })
+	c := f.register(t, "Rate-Limited Client")
+	// The one request a minute this address may make at /token.
+	resp, err := httpClient.PostForm(f.srv.URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {c.id}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.NotEqual(t, http.StatusTooManyRequests, resp.StatusCode)
+
+	dir := t.TempDir()
+	script, err := os.ReadFile("ratelimited.mjs")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ratelimited.mjs"), script, 0o644))
+	require.NoError(t, os.Symlink(modules, filepath.Join(dir, "node_modules")))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "ratelimited.mjs", f.proxy.Resource(), c.id)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	require.NoError(t, err, stderr.String())
+	var got struct {
+		Result, Error, ErrorName string
+		Redirected               bool
+	}
+	require.NoError(t, json.Unmarshal(stdout, &got), string(stdout))
+	assert.False(t, got.Redirected, "the SDK sent the user back to sign in: %+v", got)
+	assert.Equal(t, "TemporarilyUnavailableError", got.ErrorName, "%+v", got)
+	assert.Contains(t, f.logs.String(), "status=429")
 }
