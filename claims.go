@@ -40,6 +40,7 @@ type Claims struct {
 
 	raw     json.RawMessage // the token payload (behind the proxy, the Cognito claims merged)
 	grantID string          // behind the proxy, the sign-in the token belongs to
+	tokenID string          // behind the proxy, the token's jti
 }
 
 // ClientInfo identifies an MCP client registered with the proxy.

@@ -45,7 +45,7 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 		Issuer: g.User.Issuer, Subject: g.User.Subject, Username: g.User.Username, ClientID: g.User.AppID,
 		TokenUse: AccessToken, Groups: g.User.Groups, Scopes: grantedScopes(strings.Fields(tc.Scope), g.Scopes), Email: g.User.Email,
 		Expiry: time.Unix(tc.Expiry, 0), IssuedAt: time.Unix(tc.IssuedAt, 0),
-		MCPClient: &ClientInfo{ID: g.ClientID, Name: g.ClientName}, raw: g.User.Raw, grantID: g.ID,
+		MCPClient: &ClientInfo{ID: g.ClientID, Name: g.ClientName}, raw: g.User.Raw, grantID: g.ID, tokenID: tc.ID,
 	}
 	until := earliest(c.Expiry.Add(proxyTokenSkew), now.Add(p.revocationCheck), g.Upstream.Expiry)
 	p.tokens.put(raw, c, until, now)
@@ -75,18 +75,22 @@ func (t proxyTokens) cached(raw string) (*Claims, bool) {
 // this replica has since revoked the token's grant.
 func (p *Proxy) cachedToken(raw string, now time.Time) (*Claims, bool) {
 	c, ok := p.tokens.get(raw, now)
-	if !ok || p.revokedHere.has(c.grantID, now) {
+	if !ok || p.revokedHere.has(c.grantID, now) || p.revokedTokensHere.has(c.tokenID, now) {
 		return nil, false
 	}
 	return c, true
 }
 
-// revokedGrants remembers the grants this replica revoked, for one
-// RevocationCheckInterval: long enough for every cache entry made before
-// the revocation to expire, so those tokens stop here at once rather than
-// within the interval; a grant the store could not delete, until it
-// expires, so that its tokens stop at least here. It holds at most
-// maxRevokedHere grants; past that the interval bound still holds.
+// revokedGrants remembers ids this replica revoked, until a time. As
+// revokedHere, grants: for one RevocationCheckInterval, long enough for
+// every cache entry made before the revocation to expire, so those tokens
+// stop here at once rather than within the interval; a grant the store
+// could not delete, until it expires, so that its tokens stop at least
+// here. As revokedTokensHere, access tokens' jti: as long as a check of the
+// token that read "not revoked" before the revocation was stored can still
+// be running (lockWait+lockTTL), or until the token expires when the store
+// write failed. It holds at most maxRevokedHere ids; past that the interval
+// bound still holds.
 type revokedGrants struct {
 	n  atomic.Int32 // len(m), read without the lock on the hot path
 	mu sync.RWMutex

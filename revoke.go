@@ -84,6 +84,11 @@ func (p *Proxy) revokeAccessToken(ctx context.Context, client *clientRecord, tok
 	if err := p.put(ctx, storeKey(kindRevoked, c.ID), true, until.Sub(now)+time.Minute); err != nil {
 		return err
 	}
+	// Stored: only a check in flight from before needs the local entry, for
+	// as long as one can run (waiting for a grant's lock, then working).
+	if short := now.Add(lockWait + lockTTL); short.Before(until) {
+		p.revokedTokensHere.add(c.ID, short, now)
+	}
 	p.tokens.delete(token)
 	p.logger.Info("cognitomcp: access token revoked", "mcp_client", client.ID, "sub", c.Subject)
 	return nil

@@ -214,7 +214,7 @@ func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, f
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 		case <-t.C:
 			return held()
 		}
@@ -239,9 +239,9 @@ func (p *Proxy) withLock(ctx context.Context, name string, wait time.Duration, f
 		}
 		t := time.NewTimer(delay)
 		select {
-		case <-ctx.Done():
+		case <-ctx.Done(): // a request's deadline: a 503, not a 500
 			t.Stop()
-			return ctx.Err()
+			return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 		case <-t.C:
 		}
 		delay = min(2*delay, 100*time.Millisecond)

@@ -957,6 +957,7 @@ func TestLocalLockBounded(t *testing.T) {
 	cancel()
 	err = p.withLock(ctx, "grant:a", time.Minute, func(context.Context) error { ran = true; return nil })
 	assert.ErrorIs(t, err, context.Canceled, "a waiter gives up when its request ends")
+	assert.ErrorIs(t, err, ErrUnavailable, "a 503 (a request's deadline is no server error)")
 	assert.False(t, ran, "no waiter ran while the lock was held")
 
 	close(release)
@@ -1000,4 +1001,46 @@ func TestGrantLockWorkEndsBeforeTheLock(t *testing.T) {
 			assert.Less(t, time.Since(start), lockTTL, "over before the lock could expire")
 		})
 	}
+}
+
+// TestRevokedTokensRememberedHere: an access token revoked on this replica
+// is remembered here, by jti, for as long as a check of it that read "not
+// revoked" can still be running (lockWait+lockTTL) once the store has the
+// revocation, and until the token expires when the store could not take
+// it; a cache entry such a check writes afterwards is never served.
+func TestRevokedTokensRememberedHere(t *testing.T) {
+	for _, storeFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("store fails=%v", storeFails), func(t *testing.T) {
+			fx := newRegisterTestProxy(t, nil)
+			p := fx.p
+			if storeFails {
+				p.store = failingSetStore{p.store}
+			}
+			now := p.now()
+			exp := now.Add(time.Hour)
+			raw, err := p.keys.signer.Sign(&proxyClaims{Issuer: p.issuer, Audience: p.resource, Subject: "s", ClientID: "c1",
+				ID: "jti-1", IssuedAt: now.Unix(), Expiry: exp.Unix(), GrantID: "g1"})
+			require.NoError(t, err)
+			err = p.revokeAccessToken(t.Context(), &clientRecord{ID: "c1"}, raw)
+			until := p.revokedTokensHere.m["jti-1"]
+			if storeFails {
+				assert.Error(t, err)
+				assert.Equal(t, exp.Add(proxyTokenSkew), until, "the only guard here: until the token expires")
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, now.Add(lockWait+lockTTL), until, "as long as a check in flight can run")
+			}
+			// A check in flight writes its cache entry after the revocation.
+			p.tokens.put(raw, &Claims{Subject: "s", grantID: "g1", tokenID: "jti-1", Expiry: exp}, exp, now)
+			_, ok := p.cachedToken(raw, now)
+			assert.False(t, ok, "never served from the cache")
+		})
+	}
+}
+
+// failingSetStore is a Store whose writes fail.
+type failingSetStore struct{ Store }
+
+func (failingSetStore) Set(context.Context, string, []byte, time.Duration) error {
+	return errors.New("store write failed")
 }
