@@ -1,11 +1,9 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 	"testing"
 
-	"github.com/cognitomcp/cognitomcp/examples/internal/demo"
 	"github.com/cognitomcp/cognitomcp/examples/internal/demotest"
 )
 
@@ -18,21 +16,5 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestServer(t *testing.T) { demotest.TestExample(t, "examples/mcpgo") }
-
-func TestServerWithRedis(t *testing.T) { demotest.TestExampleWithRedis(t) }
-
-func TestServerReplicas(t *testing.T) { demotest.TestExampleReplicas(t) }
-
-func TestServerSessionsBoundToUser(t *testing.T) { demotest.TestExampleSessionsBoundToUser(t) }
-
-func TestTools(t *testing.T) {
-	demotest.TestTools(t, newMCPHandler(demo.MCPConfig{Logger: slog.New(slog.DiscardHandler)}))
-}
-
-// TestToolsAcrossReplicas: with REDIS_URL (Stateless) no request needs the
-// replica that answered the one before.
-func TestToolsAcrossReplicas(t *testing.T) {
-	cfg := demo.MCPConfig{Logger: slog.New(slog.DiscardHandler), Stateless: true}
-	demotest.TestToolsAcrossReplicas(t, newMCPHandler(cfg), newMCPHandler(cfg))
-}
+// TestExample runs the examples' shared suite on this one.
+func TestExample(t *testing.T) { demotest.Suite(t, "examples/mcpgo", newMCPHandler) }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,8 +24,27 @@ import (
 
 	"github.com/cognitomcp/cognitomcp"
 	"github.com/cognitomcp/cognitomcp/cognitotest"
+	"github.com/cognitomcp/cognitomcp/examples/internal/demo"
 	"github.com/cognitomcp/cognitomcp/internal/testredis"
 )
+
+// Suite runs every test here on an example: program is its path
+// ("examples/server"), newMCP the constructor of its MCP handler.
+func Suite(t *testing.T, program string, newMCP func(demo.MCPConfig) http.Handler) {
+	quiet := demo.MCPConfig{Logger: slog.New(slog.DiscardHandler)}
+	t.Run("end to end", func(t *testing.T) { TestExample(t, program) })
+	t.Run("with Redis", TestExampleWithRedis)
+	t.Run("replicas", TestExampleReplicas)
+	t.Run("sessions bound to the user", TestExampleSessionsBoundToUser)
+	t.Run("tools", func(t *testing.T) { TestTools(t, newMCP(quiet)) })
+	// With REDIS_URL (Stateless) no request needs the replica that
+	// answered the one before.
+	t.Run("tools across replicas", func(t *testing.T) {
+		stateless := quiet
+		stateless.Stateless = true
+		TestToolsAcrossReplicas(t, newMCP(stateless), newMCP(stateless))
+	})
+}
 
 // TestExample runs an example program (the re-executed test binary, named
 // program in its messages) end to end on the fake Cognito: its banner, the
