@@ -169,8 +169,8 @@ func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect stri
 // proxy offers (as they are now; RFC 6749 §3.3 lets a server grant less
 // than asked, and a client may send a stale or hard-coded list, MCP
 // checklist H5); none asked, or none of them offered, means the client's
-// registered scopes that the proxy still offers, or all it offers. offline_access is dropped: the proxy
-// always issues refresh tokens.
+// registered scopes that the proxy still offers, or all it offers.
+// offline_access is dropped: the proxy always issues refresh tokens.
 //
 // The scopes a client registered are not a limit: anyone may register a
 // client with every scope, so the limit would protect nothing, and it would
@@ -178,10 +178,10 @@ func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect stri
 // (they never register again) or asked for in a step-up challenge
 // (RequireScopes).
 func (p *Proxy) grantableScopes(requested string, client *clientRecord) []string {
-	if scopes := offeredScopes(requestedScopes(requested), p.scopes); len(scopes) > 0 {
+	if scopes := scopesIn(requestedScopes(requested), p.scopes); len(scopes) > 0 {
 		return scopes
 	}
-	if scopes := offeredScopes(client.Scopes, p.scopes); len(scopes) > 0 {
+	if scopes := scopesIn(client.Scopes, p.scopes); len(scopes) > 0 {
 		return scopes
 	}
 	return slices.Clone(p.scopes)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -42,7 +41,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.clearCookie(w, p.bindingCookie(txnID))
-	p.clearCookie(w, p.csrfCookie(txnID)) // kept after the approval, for a second Allow of this browser's
+	p.clearCookie(w, p.csrfCookie(txnID)) // kept since the approval, to know a second Allow from this browser
 	if upstreamErr := q.Get("error"); upstreamErr != "" {
 		p.redirectError(w, r, txn.RedirectURI, txn.State, cognitoAuthorizeError(upstreamErr))
 		return
@@ -141,7 +140,7 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 		p.logger.Error("cognitomcp: Cognito's tokens failed verification at the callback; check ProxyConfig.ClientID and the pool", "reason", err.Error())
 		return nil, fail("verify Cognito tokens", err)
 	}
-	scopes := grantedScopes(txn.Scopes, held)
+	scopes := scopesIn(txn.Scopes, held) // a pre-token generation trigger may withhold some per user
 	if len(scopes) == 0 {
 		return nil, oauthError(http.StatusForbidden, CodeAccessDenied, "the identity provider granted none of the requested scopes",
 			errors.New("cognito's access token holds none of the requested scopes"))
@@ -228,19 +227,6 @@ func (p *Proxy) verifyUpstream(ctx context.Context, tok *oauth2.Token, nonce str
 	user.Email = id.Email
 	user.Raw = mergeClaims(access.raw, id.raw)
 	return user, access.Expiry, access.Scopes, nil
-}
-
-// grantedScopes are the scopes of want that Cognito's access token holds,
-// in want's order: a pre-token generation trigger may suppress scopes per
-// user, and a scope Cognito withheld is not the proxy's to give.
-func grantedScopes(want, upstream []string) []string {
-	out := make([]string, 0, len(want))
-	for _, s := range want {
-		if slices.Contains(upstream, s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // mergeClaims merges two JSON objects; keys of b win.

@@ -43,7 +43,7 @@ func (p *Proxy) verifyAccessToken(ctx context.Context, raw string) (*Claims, err
 	}
 	c := &Claims{
 		Issuer: g.User.Issuer, Subject: g.User.Subject, Username: g.User.Username, ClientID: g.User.AppID,
-		TokenUse: AccessToken, Groups: g.User.Groups, Scopes: grantedScopes(strings.Fields(tc.Scope), g.Scopes), Email: g.User.Email,
+		TokenUse: AccessToken, Groups: g.User.Groups, Scopes: scopesIn(strings.Fields(tc.Scope), g.Scopes), Email: g.User.Email,
 		Expiry: time.Unix(tc.Expiry, 0), IssuedAt: time.Unix(tc.IssuedAt, 0),
 		MCPClient: &ClientInfo{ID: g.ClientID, Name: g.ClientName}, raw: g.User.Raw, grantID: g.ID, tokenID: tc.ID,
 	}

@@ -203,18 +203,20 @@ func (p *Proxy) keepAllowedRedirectURIs(md *clientMetadata) error {
 // that the proxy offers (offline_access and any other dropped, and the
 // answer echoes what was kept); none means every scope of the proxy.
 func (p *Proxy) registrationScopes(scope string) []string {
-	out := offeredScopes(requestedScopes(scope), p.scopes)
+	out := scopesIn(requestedScopes(scope), p.scopes)
 	if len(out) == 0 {
 		return slices.Clone(p.scopes)
 	}
 	return out
 }
 
-// offeredScopes are the scopes of requested that offered holds, in
-// requested's order: a client may ask for scopes this server does not offer
-// (a stale or hard-coded list), and gets the others (MCP checklist H5).
-func offeredScopes(requested, offered []string) []string {
-	return slices.DeleteFunc(slices.Clone(requested), func(s string) bool { return !slices.Contains(offered, s) })
+// scopesIn are the scopes of scopes that set holds, in scopes' order: of
+// those a client asks for, the ones this server offers (a client may send a
+// stale or hard-coded list, MCP checklist H5); of those the proxy grants,
+// the ones Cognito's access token holds (a scope Cognito withheld is not
+// the proxy's to give).
+func scopesIn(scopes, set []string) []string {
+	return slices.DeleteFunc(slices.Clone(scopes), func(s string) bool { return !slices.Contains(set, s) })
 }
 
 // redirectHosts are the distinct hosts (or schemes, for host-less custom

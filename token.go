@@ -314,7 +314,7 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	if e := p.refreshUpstreamIfDue(ctx, &g, now); e != nil {
 		return nil, e
 	}
-	if scopes = grantedScopes(scopes, g.Scopes); len(scopes) == 0 {
+	if scopes = scopesIn(scopes, g.Scopes); len(scopes) == 0 {
 		// Cognito withheld them just now. The grant is stored all the
 		// same: it may hold Cognito's rotated refresh token.
 		if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
@@ -383,7 +383,7 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 	if err != nil {
 		return fmt.Errorf("refreshed Cognito tokens fail verification: %w", err)
 	}
-	scopes := grantedScopes(g.Scopes, held)
+	scopes := scopesIn(g.Scopes, held)
 	if len(scopes) == 0 { // Cognito now withholds every scope of the grant
 		return &oauth2.RetrieveError{ErrorCode: CodeInvalidGrant}
 	}
