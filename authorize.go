@@ -82,7 +82,7 @@ func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 // startTransaction sends the browser on with a stored transaction: to the
 // consent page, or straight to Cognito.
 func (p *Proxy) startTransaction(w http.ResponseWriter, r *http.Request, txnID string, txn *transaction, consent bool) {
-	p.logger.Info("cognitomcp: authorization started", "mcp_client", txn.ClientID, "redirect_host", hostOf(txn.RedirectURI))
+	p.logger.Info("cognitomcp: authorization started", "mcp_client", truncate(txn.ClientID, 200), "redirect_host", hostOf(txn.RedirectURI))
 	if consent {
 		http.Redirect(w, r, p.issuer+"/consent?txn="+url.QueryEscape(txnID), http.StatusFound)
 		return

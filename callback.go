@@ -58,7 +58,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 		p.redirectError(w, r, txn.RedirectURI, txn.State, asError(err))
 		return
 	}
-	p.logger.Info("cognitomcp: user signed in", "sub", grant.User.Subject, "username", grant.User.Username, "mcp_client", txn.ClientID)
+	p.logger.Info("cognitomcp: user signed in", "sub", grant.User.Subject, "username", grant.User.Username, "mcp_client", truncate(txn.ClientID, 200))
 	out := url.Values{"code": {code}, "iss": {p.issuer}}
 	if txn.State != "" {
 		out.Set("state", txn.State)
@@ -72,7 +72,7 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 // the client retries), anything else is the proxy's server_error.
 // Cognito's error_description is neither passed on nor logged.
 func cognitoAuthorizeError(code string) *Error {
-	err := fmt.Errorf("cognito answered error %.40q", code)
+	err := fmt.Errorf("cognito answered error %.40q%s", code, cognitoHint(code))
 	switch code {
 	case CodeAccessDenied:
 		return oauthError(http.StatusForbidden, CodeAccessDenied, "sign-in at the identity provider was denied", err)
@@ -80,6 +80,22 @@ func cognitoAuthorizeError(code string) *Error {
 		return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", err)
 	}
 	return oauthError(http.StatusBadGateway, CodeServerError, "sign-in at the identity provider did not complete", err)
+}
+
+// cognitoHint says, for an error code Cognito answers to a misconfigured
+// proxy, what to check (for the log): Cognito's own text is not logged.
+func cognitoHint(code string) string {
+	switch code {
+	case "invalid_client":
+		return ": check ProxyConfig.ClientID, ClientSecret and ClientAuthMethod against the app client"
+	case "invalid_scope":
+		return ": openid and every scope of ProxyConfig.Scopes must be allowed on the app client"
+	case "unauthorized_client":
+		return ": the app client must allow the authorization code grant, and this callback URL"
+	case "redirect_mismatch":
+		return ": add Issuer()+CallbackPath to the app client's allowed callback URLs"
+	}
+	return ""
 }
 
 // takeTransaction takes the transaction named by state, once, and checks
@@ -183,7 +199,7 @@ func upstreamError(err error) error {
 		if re.Response != nil {
 			status = re.Response.StatusCode
 		}
-		return fmt.Errorf("cognito token endpoint: status %d, error %.40q", status, re.ErrorCode)
+		return fmt.Errorf("cognito token endpoint: status %d, error %.40q%s", status, re.ErrorCode, cognitoHint(re.ErrorCode))
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {

@@ -178,11 +178,11 @@ func (p *Proxy) answerConsent(w http.ResponseWriter, r *http.Request) {
 	if !approve {
 		p.clearCookie(w, p.csrfCookie(txnID))
 		_ = p.del(r.Context(), storeKey(kindTxn, txnID))
-		p.logger.Info("cognitomcp: consent denied", "mcp_client", txn.ClientID)
+		p.logger.Info("cognitomcp: consent denied", "mcp_client", truncate(txn.ClientID, 200))
 		p.redirectError(w, r, txn.RedirectURI, txn.State, oauthError(http.StatusForbidden, CodeAccessDenied, "the user denied access", nil))
 		return
 	}
-	p.logger.Info("cognitomcp: consent given", "mcp_client", txn.ClientID, "redirect_host", hostOf(txn.RedirectURI))
+	p.logger.Info("cognitomcp: consent given", "mcp_client", truncate(txn.ClientID, 200), "redirect_host", hostOf(txn.RedirectURI))
 	// Now it waits for the user at Cognito. The CSRF cookie stays until
 	// the callback clears it: with the binding cookie, it is what tells a
 	// second Allow of this browser's form from a forged one.

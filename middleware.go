@@ -42,8 +42,9 @@ type MiddlewareConfig struct {
 	// ErrorHandler writes refusals. Default: DefaultErrorHandler.
 	ErrorHandler ErrorHandler
 
-	// Logger receives one line per decision: refusals at Info, admissions
-	// at Debug, never a token. Default slog.Default().
+	// Logger receives one line per decision: refusals at Info (at Error
+	// when the server is at fault: a 5xx), admissions at Debug, never a
+	// token. Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -168,7 +169,11 @@ func (m *middleware) authenticate(r *http.Request) (*Claims, error) {
 // refuse sets the challenge, logs the decision and calls the error handler.
 func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, claims *Claims, err error) {
 	e := asError(err)
-	m.log().LogAttrs(r.Context(), slog.LevelInfo, "cognitomcp: request refused", decisionAttrs(claims, e)...)
+	level := slog.LevelInfo // a client's or a user's doing
+	if e.Status >= 500 {
+		level = slog.LevelError // signing keys or the store unreachable, a verifier's failure
+	}
+	m.log().LogAttrs(r.Context(), level, "cognitomcp: request refused", decisionAttrs(claims, e)...)
 	var need *scopeNeed
 	if m.grantable != nil && errors.As(e.Err, &need) {
 		if never := missingScopes(m.grantable, need.missing); len(never) > 0 && !m.unobtainable.Swap(true) {

@@ -504,3 +504,20 @@ func TestCheckOrigin(t *testing.T) {
 
 	assert.Panics(t, func() { cognitomcp.CheckOrigin() }, "an empty list would refuse every browser")
 }
+
+// TestRequireTokenLogLevels: a refusal that is the client's doing is
+// logged at Info; one that is the server's (signing keys or the store
+// unreachable) at Error, where an operator looks.
+func TestRequireTokenLogLevels(t *testing.T) {
+	for err, level := range map[error]string{cognitomcp.ErrTokenExpired: "INFO", cognitomcp.ErrUnavailable: "ERROR"} {
+		var logs bytes.Buffer
+		h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{
+			Verifier: cognitomcp.TokenVerifierFunc(func(context.Context, string) (*cognitomcp.Claims, error) { return nil, err }),
+			Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+		})(echoClaims)
+		req := httptest.NewRequest(http.MethodGet, "/mcp", nil)
+		req.Header.Set("Authorization", "Bearer abc")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		assert.Contains(t, logs.String(), "level="+level+` msg="cognitomcp: request refused"`, err.Error())
+	}
+}

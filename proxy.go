@@ -255,6 +255,12 @@ func NewProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 		return nil, err
 	}
 	p.routes = routes
+	// What the operator must register at Cognito, and where state lives.
+	p.logger.Info("cognitomcp: proxy ready", "issuer", p.issuer, "mcp_resource", p.resource,
+		"cognito_callback_url", p.callbackURL, "store", fmt.Sprintf("%T", p.store))
+	if _, inMemory := p.store.(*MemoryStore); inMemory {
+		p.logger.Info("cognitomcp: the store is in memory: for one replica only (use NewRedisStore for several)")
+	}
 	return p, nil
 }
 
@@ -301,6 +307,11 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	origins := cfg.AllowedOrigins
 	if len(origins) == 0 {
 		origins = []string{base.Scheme + "://" + host}
+	}
+	for _, o := range origins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || strings.Trim(u.Path, "/") != "") {
+			return fmt.Errorf("cognitomcp: ProxyConfig.AllowedOrigins: %q is not an origin (scheme://host[:port]) nor \"*\"", o)
+		}
 	}
 	p.origins = originGuard{origins: canonicalOrigins(origins), logger: p.logger}
 	if cfg.Consent < ConsentAlways || cfg.Consent > ConsentOff {
@@ -372,6 +383,13 @@ func (p *Proxy) configureUpstream(ctx context.Context, cfg *ProxyConfig) error {
 	if cfg.ClientID == "" {
 		return errors.New("cognitomcp: ProxyConfig.ClientID: the Cognito app client id is required")
 	}
+	// A value pasted with a newline or a space would be refused by
+	// Cognito only in a user's browser, or at the code exchange.
+	for field, v := range map[string]string{"ClientID": cfg.ClientID, "ClientSecret": cfg.ClientSecret} {
+		if strings.TrimSpace(v) != v || strings.ContainsAny(v, " \t\r\n") {
+			return fmt.Errorf("cognitomcp: ProxyConfig.%s: it holds white space (pasted with a newline?)", field)
+		}
+	}
 	switch cfg.ClientAuthMethod {
 	case "", "client_secret_basic":
 	case "client_secret_post":
@@ -398,6 +416,9 @@ func (p *Proxy) configureUpstream(ctx context.Context, cfg *ProxyConfig) error {
 	if cfg.DomainURL != "" {
 		if err := checkIssuerURL(cfg.DomainURL, false); err != nil {
 			return fmt.Errorf("cognitomcp: ProxyConfig.DomainURL: %w", err)
+		}
+		if u, _ := url.Parse(cfg.DomainURL); strings.Trim(u.Path, "/") != "" {
+			return fmt.Errorf("cognitomcp: ProxyConfig.DomainURL: %q must be the domain alone, e.g. https://myapp.auth.eu-west-1.amazoncognito.com", cfg.DomainURL)
 		}
 		d := strings.TrimSuffix(cfg.DomainURL, "/")
 		endpoints = oauth2.Endpoint{AuthURL: d + "/oauth2/authorize", TokenURL: d + "/oauth2/token"}
@@ -475,10 +496,21 @@ func (p *Proxy) buildRoutes() (map[string]http.Handler, error) {
 		p.basePath + "/register":  p.corsPOST(http.HandlerFunc(p.handleRegister)),
 		p.basePath + "/authorize": http.HandlerFunc(p.handleAuthorize),
 		p.basePath + "/consent":   http.HandlerFunc(p.handleConsent),
-		strings.TrimPrefix(p.callbackURL, originOf(p.callbackURL)): http.HandlerFunc(p.handleCallback),
-		p.basePath + "/token":  p.corsPOST(http.HandlerFunc(p.handleToken)),
-		p.basePath + "/revoke": p.corsPOST(http.HandlerFunc(p.handleRevoke)),
+		p.basePath + "/token":     p.corsPOST(http.HandlerFunc(p.handleToken)),
+		p.basePath + "/revoke":    p.corsPOST(http.HandlerFunc(p.handleRevoke)),
 	}
+	// The callback and the MCP endpoint must be paths of their own: one
+	// that is another route's would never be reached.
+	callback := strings.TrimPrefix(p.callbackURL, originOf(p.callbackURL))
+	for field, path := range map[string]string{"CallbackPath": callback, "MCPPath": p.mcpPath} {
+		if _, taken := routes[path]; taken {
+			return nil, fmt.Errorf("cognitomcp: ProxyConfig.%s: %q is a path the proxy serves itself", field, path)
+		}
+	}
+	if callback == p.mcpPath {
+		return nil, errors.New("cognitomcp: ProxyConfig.CallbackPath: it equals MCPPath")
+	}
+	routes[callback] = http.HandlerFunc(p.handleCallback)
 	// One MCP endpoint per host: the root PRM describes it too (MCP
 	// 2025-11-25), and with BaseURL's path the root metadata documents
 	// describe this authorization server (some clients ask the root

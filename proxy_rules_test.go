@@ -809,6 +809,32 @@ func TestProxyConfigPaths(t *testing.T) {
 	assert.Equal(t, f.srv.URL+"/v2/mcp", f.proxy.Resource())
 }
 
+// TestProxyConfigMistakes: misconfigurations an operator is likely to make
+// that Cognito would report only in a user's browser, or that would leave a
+// route unreachable, fail at start naming the field.
+func TestProxyConfigMistakes(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	for name, tc := range map[string]struct {
+		mod   func(*cognitomcp.ProxyConfig)
+		field string
+	}{
+		"a client id pasted with a newline": {func(c *cognitomcp.ProxyConfig) { c.ClientID += "\n" }, "ProxyConfig.ClientID"},
+		"a client secret with a space":      {func(c *cognitomcp.ProxyConfig) { c.ClientSecret = " " + c.ClientSecret }, "ProxyConfig.ClientSecret"},
+		"a domain URL with a path": {func(c *cognitomcp.ProxyConfig) {
+			c.DomainURL = "https://myapp.auth.eu-west-1.amazoncognito.com/oauth2/authorize"
+		}, "ProxyConfig.DomainURL"},
+		"an origin without a scheme":          {func(c *cognitomcp.ProxyConfig) { c.AllowedOrigins = []string{"mcp.example.com"} }, "ProxyConfig.AllowedOrigins"},
+		"a callback at the token endpoint":    {func(c *cognitomcp.ProxyConfig) { c.CallbackPath = "/token" }, "ProxyConfig.CallbackPath"},
+		"an MCP endpoint at the consent page": {func(c *cognitomcp.ProxyConfig) { c.MCPPath = "/consent" }, "ProxyConfig.MCPPath"},
+		"a callback at the MCP endpoint":      {func(c *cognitomcp.ProxyConfig) { c.CallbackPath = "/mcp" }, "ProxyConfig.CallbackPath"},
+	} {
+		cfg := f.cfg
+		tc.mod(&cfg)
+		_, err := cognitomcp.NewProxy(t.Context(), cfg)
+		assert.ErrorContains(t, err, tc.field, name)
+	}
+}
+
 // holdingStore is a MemoryStore whose next read of a grant, once armed,
 // waits until released: a verification held in flight.
 type holdingStore struct {
@@ -864,4 +890,30 @@ func TestProxyTokenAtTheEndOfItsSignIn(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%v", body)
 	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
 	assert.Equal(t, refreshes, f.pool.TokenGrants("refresh_token"), "no refresh at Cognito for an ended sign-in")
+}
+
+// TestProxyLogsForTheOperator: what the log tells an operator. A scope not
+// allowed on the Cognito app client comes back from Cognito as
+// invalid_scope, logged with what to check; a sign-out is ordinary (Info),
+// a replayed code stands out (Warn); the start names the callback URL to
+// register.
+func TestProxyLogsForTheOperator(t *testing.T) {
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Scopes = []string{"openid", "email", "phone"} })
+	assert.Contains(t, f.logs.String(), "cognito_callback_url="+f.srv.URL+"/auth/callback")
+
+	c := f.register(loopbackRedirect)
+	q := c.signIn(func(v url.Values) { v.Set("scope", "openid phone") }) // phone is not allowed on the app client
+	assert.Equal(t, "server_error", q.Get("error"))
+	assert.Contains(t, f.logs.String(), "every scope of ProxyConfig.Scopes must be allowed on the app client")
+
+	_, rt := c.login()
+	status, _ := c.revoke(url.Values{"token": {rt}})
+	require.Equal(t, http.StatusOK, status)
+	assert.Contains(t, f.logs.String(), `level=INFO msg="cognitomcp: grant revoked" why="revoked by the client"`)
+
+	code := c.signIn(nil).Get("code")
+	c.redeem(code)
+	status, _ = c.token(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {c.verifier}, "redirect_uri": {c.redirect}})
+	require.Equal(t, http.StatusUnauthorized, status)
+	assert.Contains(t, f.logs.String(), `level=WARN msg="cognitomcp: grant revoked" why="authorization code replayed"`)
 }

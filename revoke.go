@@ -34,7 +34,7 @@ func (p *Proxy) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		err = p.revokeAccessToken(r.Context(), client, token)
 	}
 	if err != nil {
-		p.tokenError(w, r, asError(err), "mcp_client", client.ID)
+		p.tokenError(w, r, asError(err), "mcp_client", truncate(client.ID, 200))
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -90,7 +90,7 @@ func (p *Proxy) revokeAccessToken(ctx context.Context, client *clientRecord, tok
 		p.revokedTokensHere.add(c.ID, short, now)
 	}
 	p.tokens.delete(token)
-	p.logger.Info("cognitomcp: access token revoked", "mcp_client", client.ID, "sub", c.Subject)
+	p.logger.Info("cognitomcp: access token revoked", "mcp_client", truncate(client.ID, 200), "sub", c.Subject)
 	return nil
 }
 

@@ -178,7 +178,7 @@ func (p *Proxy) take(ctx context.Context, key string, v any) error {
 func (p *Proxy) open(key string, b []byte, v any) error {
 	plain, err := p.keys.sealer.Open(b, []byte(key))
 	if err != nil {
-		p.logger.Warn("cognitomcp: stored value does not open; treated as absent", "kind", kindOf(key), "reason", err.Error())
+		p.logger.Warn("cognitomcp: stored value does not open; treated as absent (do all replicas share the same KeyConfig?)", "kind", kindOf(key), "reason", err.Error())
 		return ErrNotFound
 	}
 	if err := json.Unmarshal(plain, v); err != nil {

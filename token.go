@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -73,7 +74,7 @@ func (p *Proxy) handleToken(w http.ResponseWriter, r *http.Request) {
 		e = oauthError(http.StatusBadRequest, CodeUnsupportedGrantType, "only authorization_code and refresh_token are supported", nil)
 	}
 	if e != nil {
-		p.tokenError(w, r, e, "mcp_client", client.ID)
+		p.tokenError(w, r, e, "mcp_client", truncate(client.ID, 200))
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -292,7 +293,7 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	case p.revokedHere.has(g.ID, now): // the store could not delete it
 		return nil, badGrant("grant revoked")
 	case gen == g.Generation-1 && now.Sub(g.RotatedAt) <= p.grace:
-		p.logger.Info("cognitomcp: duplicate refresh within the grace period; same answer", "mcp_client", g.ClientID)
+		p.logger.Info("cognitomcp: duplicate refresh within the grace period; same answer", "mcp_client", truncate(g.ClientID, 200))
 		return p.tokensFor(&g, g.Generation, g.RotatedAt, g.RotatedScopes)
 	case gen != g.Generation:
 		_ = p.revokeGrant(ctx, &g, "refresh token replayed") // logged; refused either way
@@ -389,7 +390,7 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 	}
 	g.User, g.Scopes = *user, scopes
 	g.Upstream.Expiry = expiry
-	p.logger.Info("cognitomcp: refreshed Cognito tokens", "sub", user.Subject, "mcp_client", g.ClientID)
+	p.logger.Info("cognitomcp: refreshed Cognito tokens", "sub", user.Subject, "mcp_client", truncate(g.ClientID, 200))
 	return nil
 }
 
@@ -478,7 +479,13 @@ func (p *Proxy) revokeGrant(ctx context.Context, g *grantRecord, reason string) 
 	if !p.revokedHere.add(g.ID, until, now) {
 		p.logger.Warn("cognitomcp: too many recent revocations to remember; this one holds on other requests within RevocationCheckInterval", "max", maxRevokedHere)
 	}
-	p.logger.Warn("cognitomcp: grant revoked", "why", reason, "sub", g.User.Subject, "mcp_client", g.ClientID)
+	// A replay (a token perhaps stolen) stands out at Warn; a sign-out or
+	// Cognito ending the sign-in is ordinary.
+	level := slog.LevelInfo
+	if strings.Contains(reason, "replayed") {
+		level = slog.LevelWarn
+	}
+	p.logger.Log(ctx, level, "cognitomcp: grant revoked", "why", reason, "sub", g.User.Subject, "mcp_client", truncate(g.ClientID, 200))
 	if g.Upstream.RefreshToken != "" {
 		if err := p.revokeUpstream(ctx, g.Upstream.RefreshToken); err != nil {
 			p.logger.Warn("cognitomcp: revoking Cognito's refresh token failed", "reason", err.Error())

@@ -403,7 +403,7 @@ func (v *Verifier) verifySignature(ctx context.Context, raw string) ([]byte, err
 		return nil, tokenError(err, "invalid token")
 	}
 	if h.Alg != "RS256" {
-		return nil, tokenError(fmt.Errorf("%w: %q", ErrUnsupportedAlg, h.Alg), "invalid token")
+		return nil, tokenError(fmt.Errorf("%w: %.40q", ErrUnsupportedAlg, h.Alg), "invalid token")
 	}
 	pub, err := v.keys.key(ctx, h.Kid)
 	if err != nil {
