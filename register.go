@@ -29,9 +29,12 @@ const offlineAccess = "offline_access"
 
 // requestedScopes are the scopes of a scope parameter, each once, in order,
 // without offline_access: as /register, /authorize and a refresh read it.
-func requestedScopes(scope string) []string {
+func requestedScopes(scope string) []string { return distinctScopes(strings.Fields(scope)) }
+
+// distinctScopes are scopes each once, in order, without offline_access.
+func distinctScopes(scopes []string) []string {
 	var out []string
-	for s := range strings.FieldsSeq(scope) {
+	for _, s := range scopes {
 		if s != offlineAccess && !slices.Contains(out, s) {
 			out = append(out, s)
 		}
@@ -141,9 +144,14 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 	if err := md.checkCommon(refuseUnsupported); err != nil {
 		return nil, bad(err)
 	}
-	if err := p.keepAllowedRedirectURIs(md); err != nil {
+	kept, err := p.allowedRedirectURIs(md.RedirectURIs)
+	if err != nil {
 		return nil, bad(err)
 	}
+	if len(kept) < len(md.RedirectURIs) {
+		p.logger.Info("cognitomcp: registration keeps only the redirect URIs allowed", "kept", len(kept), "dropped", len(md.RedirectURIs)-len(kept))
+	}
+	md.RedirectURIs = kept
 	switch {
 	case md.canBePublic(), md.AuthMethod == "client_secret_post", md.AuthMethod == "client_secret_basic":
 		// Registered as a public client whatever was asked: the answer says "none".
@@ -163,47 +171,44 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 		return nil, bad(fmt.Errorf("software_version %w", err))
 	}
 	rec := md.record(randomToken(16), p.now())
-	rec.Scopes = p.registrationScopes(md.Scope)
+	rec.Scopes = p.clientScopes(strings.Fields(md.Scope))
 	return rec, nil
 }
 
-// keepAllowedRedirectURIs keeps the redirect URIs the policy allows and
-// drops the well-formed ones it does not (a custom scheme no pattern
-// allows): Cursor registers http://localhost:8787/callback and
-// cursor://anysphere.cursor-mcp/oauth/callback together and signs in with
-// the first, and RFC 7591 §3.2.1 lets the server register less than was
-// asked, the answer echoing what it kept. A malformed or dangerous URI
-// (javascript:, userinfo, dot segments…) refuses the registration, and so
-// does a list with nothing left.
-func (p *Proxy) keepAllowedRedirectURIs(md *clientMetadata) error {
-	kept := make([]string, 0, len(md.RedirectURIs))
+// allowedRedirectURIs keeps the redirect URIs of a registration or a
+// metadata document that the policy allows, and drops the well-formed ones
+// it does not (a custom scheme no pattern allows): Cursor registers
+// http://localhost:8787/callback and cursor://anysphere.cursor-mcp/oauth/
+// callback together and signs in with the first, and RFC 7591 §3.2.1 lets
+// the server register less than was asked, the answer echoing what it
+// kept. A malformed or dangerous URI (javascript:, userinfo, dot
+// segments…) is an error, and so is a list with nothing left.
+func (p *Proxy) allowedRedirectURIs(uris []string) ([]string, error) {
+	kept := make([]string, 0, len(uris))
 	var refused error
-	for i, u := range md.RedirectURIs {
+	for i, u := range uris {
 		err := validateRedirectURI(u, p.redirectPatterns)
 		switch {
 		case err == nil:
 			kept = append(kept, u)
 		case !errors.Is(err, errRedirectNotAllowed):
-			return fmt.Errorf("redirect_uris[%d]: %w", i, err)
+			return nil, fmt.Errorf("redirect_uris[%d]: %w", i, err)
 		case refused == nil:
 			refused = fmt.Errorf("redirect_uris[%d]: %w", i, err)
 		}
 	}
 	if len(kept) == 0 {
-		return refused
+		return nil, refused
 	}
-	if len(kept) < len(md.RedirectURIs) {
-		p.logger.Info("cognitomcp: registration keeps only the redirect URIs allowed", "kept", len(kept), "dropped", len(md.RedirectURIs)-len(kept))
-	}
-	md.RedirectURIs = kept
-	return nil
+	return kept, nil
 }
 
-// registrationScopes are the scopes a client registers: those it asked for
-// that the proxy offers (offline_access and any other dropped, and the
-// answer echoes what was kept); none means every scope of the proxy.
-func (p *Proxy) registrationScopes(scope string) []string {
-	out := scopesIn(requestedScopes(scope), p.scopes)
+// clientScopes are the scopes a client registers, or its metadata document
+// names: those it asked for that the proxy offers, each once
+// (offline_access and any other dropped; a registration's answer echoes
+// what was kept); none means every scope of the proxy.
+func (p *Proxy) clientScopes(asked []string) []string {
+	out := scopesIn(distinctScopes(asked), p.scopes)
 	if len(out) == 0 {
 		return slices.Clone(p.scopes)
 	}
@@ -501,25 +506,13 @@ func (p *Proxy) metadataClient(ctx context.Context, clientID string) (*clientRec
 	if err != nil {
 		return nil, err
 	}
-	allowed := rec.RedirectURIs[:0]
-	for _, u := range rec.RedirectURIs {
-		if validateRedirectURI(u, p.redirectPatterns) == nil {
-			allowed = append(allowed, u)
-		}
-	}
-	if len(allowed) == 0 {
+	// The document's URIs are well formed (parseMetadataDocument), so the
+	// only refusal left is that none is allowed here.
+	allowed, err := p.allowedRedirectURIs(rec.RedirectURIs)
+	if err != nil {
 		return nil, fmt.Errorf("%w: none of its redirect_uris is allowed here", errInvalidClientMetadata)
 	}
 	rec.RedirectURIs = allowed
-	var scopes []string
-	for _, s := range rec.Scopes {
-		if slices.Contains(p.scopes, s) && !slices.Contains(scopes, s) {
-			scopes = append(scopes, s)
-		}
-	}
-	if len(scopes) == 0 {
-		scopes = slices.Clone(p.scopes)
-	}
-	rec.Scopes = scopes
+	rec.Scopes = p.clientScopes(rec.Scopes)
 	return rec, nil
 }
