@@ -155,13 +155,8 @@ func validateRedirectURI(raw string, patterns []redirectPattern) error {
 	if err != nil {
 		return redirectError(raw, err.Error())
 	}
-	if allowedByDefault(u) {
+	if allowedByDefault(u) || anyPattern(u, patterns) {
 		return nil
-	}
-	for i := range patterns {
-		if patterns[i].match(u) {
-			return nil
-		}
 	}
 	return fmt.Errorf("%w: %w", redirectError(raw, "must be https, http on a loopback host (localhost, 127.0.0.1, [::1]), or match an allowed pattern"), errRedirectNotAllowed)
 }
@@ -177,12 +172,11 @@ func validateRedirectURI(raw string, patterns []redirectPattern) error {
 // allows; an https URI is shown an error page instead.
 func trustedRedirect(raw string, patterns []redirectPattern) bool {
 	u, err := parseStrictURI(raw, false)
-	if err != nil {
-		return false
-	}
-	if u.scheme == "http" && isLoopbackRedirect(u) {
-		return true
-	}
+	return err == nil && (u.scheme == "http" && isLoopbackRedirect(u) || anyPattern(u, patterns))
+}
+
+// anyPattern reports whether u matches one of patterns.
+func anyPattern(u *strictURI, patterns []redirectPattern) bool {
 	for i := range patterns {
 		if patterns[i].match(u) {
 			return true
