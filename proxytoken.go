@@ -197,10 +197,6 @@ func (p *Proxy) refreshForRequest(ctx context.Context, gid string, now time.Time
 		if now.Before(g.Upstream.Expiry.Add(-proxyTokenSkew)) {
 			return nil
 		}
-		if !now.Before(g.ExpiresAt) { // the sign-in ended (a store's expiry may lag): nothing to refresh
-			e = tokenError(fmt.Errorf("%w: grant expired", ErrTokenRevoked), "token revoked")
-			return nil
-		}
 		if e = p.refreshUpstreamIfDue(ctx, &g, now); e != nil {
 			return nil
 		}
