@@ -54,7 +54,13 @@ func (p *Proxy) handleCallback(w http.ResponseWriter, r *http.Request) {
 	code := randomToken(32)
 	rec := codeRecord{GrantID: grant.ID, ClientID: txn.ClientID, RedirectURI: txn.RedirectURI, RedirectURIGiven: txn.RedirectURIGiven,
 		CodeChallenge: txn.CodeChallenge, Scopes: grant.Scopes, Resource: txn.Resource, ExpiresAt: p.now().Add(codeTTL)}
-	if err := p.put(r.Context(), storeKey(kindCode, code), &rec, codeTTL); err != nil {
+	// Which grant the code is for, kept past the code so that a replay
+	// revokes it (see redeemCode); stored first, so no code is out without it.
+	err := p.put(r.Context(), storeKey(kindUsed, code), grant.ID, usedCodeTTL)
+	if err == nil {
+		err = p.put(r.Context(), storeKey(kindCode, code), &rec, codeTTL)
+	}
+	if err != nil {
 		p.redirectError(w, r, txn.RedirectURI, txn.State, asError(err))
 		return
 	}

@@ -2,6 +2,7 @@ package cognitomcp_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -162,6 +163,109 @@ func TestProxyCodeRedeemedOnceUnderConcurrency(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, int32(1), wins.Load())
 	assert.Equal(t, int32(49), losses.Load())
+}
+
+// TestProxyCodeReplayRacesItsRedemption: a replay that comes while the
+// code's first redemption is still starting the grant (the code taken, the
+// grant not yet written) still revokes what the code issues (RFC 6749
+// §4.1.2): the replay waits for the grant's lock, and the tokens the first
+// redemption returns are dead.
+func TestProxyCodeReplayRacesItsRedemption(t *testing.T) {
+	store := &pauseStore{MemoryStore: cognitomcp.NewMemoryStore(), held: make(chan struct{}),
+		release: make(chan struct{}), locked: make(chan struct{}, 1)}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	code := c.signIn(nil).Get("code")
+	require.NotEmpty(t, code)
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {c.id},
+		"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}}
+	type answer struct {
+		status int
+		out    map[string]any
+		err    error
+	}
+	post := func(to chan<- answer) {
+		resp, err := http.PostForm(f.srv.URL+"/token", form)
+		if err != nil {
+			to <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var a answer
+		a.status, a.err = resp.StatusCode, json.NewDecoder(resp.Body).Decode(&a.out)
+		to <- a
+	}
+
+	store.armed.Store(true)
+	first, replay := make(chan answer, 1), make(chan answer, 1)
+	go post(first)
+	<-store.held // the first redemption writes the grant
+	select {
+	case <-store.locked: // its own lock, if it took one
+	default:
+	}
+	go post(replay)
+	var r answer
+	select {
+	case <-store.locked: // the replay waits for the grant's lock
+	case r = <-replay: // or it did not
+	}
+	close(store.release)
+	a := <-first
+	if r.status == 0 && r.err == nil {
+		r = <-replay
+	}
+	require.NoError(t, a.err)
+	require.NoError(t, r.err)
+	assert.Equal(t, http.StatusUnauthorized, r.status, r.out)
+	assert.Equal(t, "invalid_grant", r.out["error"])
+	if a.status != http.StatusOK {
+		assert.Equal(t, "invalid_grant", a.out["error"], "either the replay revoked first, or the tokens die")
+		return
+	}
+	rt := a.out["refresh_token"].(string)
+	// Dead in the store, not only on this replica: another replica on the
+	// same store refuses the refresh token.
+	other, err := cognitomcp.NewProxy(t.Context(), f.cfg)
+	require.NoError(t, err)
+	w := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {rt}, "client_id": {c.id}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	other.Handler(mcpEcho).ServeHTTP(w, req)
+	assert.Equal(t, http.StatusUnauthorized, w.Code, "another replica must refuse the code's refresh token")
+	status, out := c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	assert.Equal(t, http.StatusUnauthorized, status, "the code's refresh token must be dead: %v", out["error"])
+	f.clock.Advance(11 * time.Second)
+	resp, _ := f.mcp(a.out["access_token"].(string))
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the code's access token must be dead")
+}
+
+// pauseStore is a MemoryStore that, once armed, holds the next write of a
+// grant until release is closed, closing held when it starts to, and
+// reports each lock asked for on locked (when it has room).
+type pauseStore struct {
+	*cognitomcp.MemoryStore
+	armed   atomic.Bool
+	held    chan struct{}
+	release chan struct{}
+	locked  chan struct{}
+}
+
+func (s *pauseStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	if strings.HasPrefix(key, "grant:") && s.armed.CompareAndSwap(true, false) {
+		close(s.held)
+		<-s.release
+	}
+	return s.MemoryStore.Set(ctx, key, v, ttl)
+}
+
+func (s *pauseStore) Lock(ctx context.Context, key string, ttl time.Duration) (func(context.Context) error, error) {
+	select {
+	case s.locked <- struct{}{}:
+	default:
+	}
+	return s.MemoryStore.Lock(ctx, key, ttl)
 }
 
 func TestProxyTokenEndpointRules(t *testing.T) {

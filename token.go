@@ -25,9 +25,10 @@ const (
 	// lockWait bounds how long a request waits for another replica's
 	// refresh of the same grant.
 	lockWait = 10 * time.Second
-	// usedCodeTTL is how long a redeemed code is remembered, so a replay
-	// revokes what it issued (RFC 6749 §4.1.2).
-	usedCodeTTL = 10 * time.Minute
+	// usedCodeTTL is how long a code is remembered from its minting, so a
+	// replay revokes what it issued (RFC 6749 §4.1.2): its life, then ten
+	// minutes.
+	usedCodeTTL = codeTTL + 10*time.Minute
 )
 
 // tokenResponse is a successful token response (RFC 6749 §5.1).
@@ -145,7 +146,11 @@ func badGrant(format string, args ...any) *Error {
 
 // redeemCode is the authorization_code grant (RFC 6749 §4.1.3, RFC 7636
 // §4.6, RFC 8707 §2.2). The code is taken atomically: of concurrent
-// redemptions, one wins. A replayed code revokes what it issued.
+// redemptions, one wins. A replayed code revokes what it issued: the
+// callback stored which grant the code is for when it minted the code, so
+// a replay finds it however soon it comes, and the winner starts the grant
+// under the grant's lock, so a replay's revocation comes either before
+// (the winner finds no grant) or after (its tokens die).
 func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.Values) (*tokenResponse, *Error) {
 	code, verifier := form.Get("code"), form.Get("code_verifier")
 	switch {
@@ -169,18 +174,26 @@ func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.V
 		return nil, e
 	}
 	var g grantRecord
-	if err := p.get(ctx, storeKey(kindGrant, rec.GrantID), &g); err != nil {
-		return nil, grantLoadError(err)
-	}
-	now := p.now()
-	g.Generation, g.RotatedAt, g.RotatedScopes = 1, now, rec.Scopes
-	if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
+	var e *Error
+	err = p.withGrantLock(ctx, rec.GrantID, func(ctx context.Context) error {
+		if err := p.get(ctx, storeKey(kindGrant, rec.GrantID), &g); err != nil {
+			e = grantLoadError(err)
+			return nil
+		}
+		now := p.now()
+		g.Generation, g.RotatedAt, g.RotatedScopes = 1, now, rec.Scopes
+		if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
+			e = asError(err)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
 		return nil, asError(err)
+	case e != nil:
+		return nil, e
 	}
-	if err := p.put(ctx, storeKey(kindUsed, code), g.ID, usedCodeTTL); err != nil {
-		p.logger.Warn("cognitomcp: could not remember a redeemed code", "reason", err.Error())
-	}
-	return p.tokensFor(&g, g.Generation, now, rec.Scopes)
+	return p.tokensFor(&g, g.Generation, g.RotatedAt, rec.Scopes)
 }
 
 // checkCode checks a taken code against the request: client, expiry,
