@@ -141,37 +141,39 @@ func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord
 	if !running {
 		call = &cimdCall{done: make(chan struct{})}
 		f.inflight[clientID] = call
+		go f.lead(ctx, clientID, call) // so that this caller, too, waits no longer than its ctx
 	}
 	f.mu.Unlock()
-
-	if running {
-		select {
-		case <-call.done:
-			return cloneClientRecord(call.rec), call.err
-		case <-ctx.Done(): // the request ended: no verdict on the client (503, not invalid_client)
-			return nil, fmt.Errorf("%w: %w: %w", errInvalidClientMetadata, ErrUnavailable, ctx.Err())
-		}
+	select {
+	case <-call.done:
+		return cloneClientRecord(call.rec), call.err
+	case <-ctx.Done(): // the request ended: no verdict on the client (503, not invalid_client)
+		return nil, fmt.Errorf("%w: %w: %w", errInvalidClientMetadata, ErrUnavailable, ctx.Err())
 	}
-	return f.lead(ctx, clientID, call)
 }
 
 // lead downloads the document for everyone waiting on call, caches the
-// outcome, and releases the waiters even if the download panics. Its own
-// caller's cancellation does not cut the download short for the others.
+// outcome, and releases the waiters, a panic in the download being its
+// error. The request that started it going away does not cut it short for
+// the others: the download is bounded by cimdTimeout.
 //
 // While the document's host is unreachable, the last good document stands
 // in (for up to cimdMaxTTL past its expiry, asking again every
 // cimdFailureTTL): a client's users must not be signed out by an outage of
 // its host (an MCP client drops its tokens on invalid_client). Without one,
 // the failure wraps ErrUnavailable: 503, not invalid_client.
-func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall) (*clientRecord, error) {
+func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall) {
 	f.mu.Lock()
 	prev := f.cache[clientID]
 	f.mu.Unlock()
 	var rec *clientRecord // shared by the cache and the waiters: never handed out
 	var staleUntil time.Time
-	ttl, err := cimdFailureTTL, fmt.Errorf("%w: fetch aborted", errInvalidClientMetadata)
+	var ttl time.Duration
+	var err error
 	defer func() {
+		if r := recover(); r != nil {
+			rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: fetch panicked: %v", errInvalidClientMetadata, r)
+		}
 		f.mu.Lock()
 		f.store(clientID, cimdEntry{rec: rec, err: err, expires: f.now().Add(ttl), staleUntil: staleUntil})
 		delete(f.inflight, clientID)
@@ -194,7 +196,6 @@ func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall)
 	default:
 		rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: %w", errInvalidClientMetadata, err)
 	}
-	return cloneClientRecord(rec), err
 }
 
 // store caches e, keeping at most cimdMaxEntries. Entries of no more use

@@ -735,6 +735,39 @@ func TestCIMDWaiterHonoursItsContext(t *testing.T) {
 	assert.NoError(t, <-leader)
 }
 
+// TestCIMDLeaderHonoursItsContext: the request whose client id starts the
+// download waits for it no longer than its own context, like the requests
+// waiting on it; the download goes on, and the next request gets its
+// outcome.
+func TestCIMDLeaderHonoursItsContext(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	srv := newSlowCIMDServer(t, arrived, release)
+	f := newCIMDFetcher(srv.Client(), true, newStepClock().Now)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-arrived
+		cancel()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.fetch(ctx, srv.URL+"/slow.json")
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatalf("the leading request outlived its context by seconds: %v", <-done)
+	}
+	assert.True(t, errors.Is(err, context.Canceled) && errors.Is(err, errInvalidClientMetadata), "%v", err)
+	assert.ErrorIs(t, err, ErrUnavailable, "no verdict on the client")
+	close(release)
+	_, err = f.fetch(t.Context(), srv.URL+"/slow.json")
+	assert.NoError(t, err, "the download went on")
+}
+
 // TestCIMDHostOutage: while a document's host is unreachable or failing
 // (5xx, 429), the last good document stands in, asked for again once a
 // minute, for up to cimdMaxTTL past its expiry; then, or with no good copy,

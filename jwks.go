@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -90,7 +89,7 @@ func (ks *keySet) refetchFor(ctx context.Context, kid string) (*rsa.PublicKey, e
 		ks.inflight = wait
 		ks.lastFetch = ks.now()
 		ks.mu.Unlock()
-		ks.refresh(ctx, wait)
+		go ks.refresh(ctx, wait) // so that this caller, too, waits no longer than its ctx
 	} else {
 		ks.mu.Unlock()
 	}
@@ -116,14 +115,19 @@ func missError(lastErr error) error {
 }
 
 // refresh runs one fetch, publishes its outcome and wakes the waiters. The
-// fetch is detached from the caller's cancellation, since others wait on it.
-// A panic in the fetch (an HTTPClient's transport of one's own) still
-// publishes an outcome and wakes them, so that later fetches can run.
+// fetch is detached from the caller's cancellation, since others wait on it,
+// and bounded by fetchTimeout. A panic in the fetch (an HTTPClient's
+// transport of one's own) is its error: it is published, the waiters wake,
+// and later fetches can run.
 func (ks *keySet) refresh(ctx context.Context, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
-	keys, err := map[string]*rsa.PublicKey(nil), errors.New("the JWKS fetch panicked")
+	var keys map[string]*rsa.PublicKey
+	var err error
 	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("fetch JWKS: panic: %v", r)
+		}
 		ks.mu.Lock()
 		ks.lastErr = err
 		if err == nil {

@@ -1,6 +1,7 @@
 package cognitomcp_test
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,4 +66,33 @@ func TestVerifierNoNetworkOnTheHotPath(t *testing.T) {
 		require.ErrorIs(t, err, cognitomcp.ErrInvalidSignature)
 	}
 	assert.Equal(t, before, f.pool.Requests(cognitotest.EndpointJWKS), "a known kid never fetches, even with a bad signature")
+}
+
+// TestVerifierRefetchKeepsTheCallersDeadline: the request whose unknown kid
+// starts a JWKS fetch waits for it no longer than its own context, as the
+// requests waiting on the same fetch do; the fetch goes on for them.
+func TestVerifierRefetchKeepsTheCallersDeadline(t *testing.T) {
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	t.Cleanup(pool.Close)
+	pool.AddUser(cognitotest.User{Username: "alice"})
+	app := pool.AddClient(cognitotest.Client{})
+	v, err := cognitomcp.NewVerifier(t.Context(), cognitomcp.VerifierConfig{
+		IssuerURL: pool.Issuer, ClientIDs: []string{app.ID}, JWKSRefreshInterval: time.Nanosecond})
+	require.NoError(t, err)
+	pool.RotateKeys() // a new kid: the next token needs a fetch
+	tok := pool.MintAccessToken(cognitotest.TokenOptions{Username: "alice", ClientID: app.ID})
+	pool.InjectFault(cognitotest.EndpointJWKS, cognitotest.Fault{Delay: 2 * time.Second, Times: 1})
+
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = v.Verify(ctx, tok)
+	assert.Less(t, time.Since(start), time.Second, "Verify outlived its context's deadline")
+	require.ErrorIs(t, err, cognitomcp.ErrKeySetUnavailable)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	// The fetch it started went on: the token verifies once it is in.
+	assert.Eventually(t, func() bool {
+		_, err := v.Verify(t.Context(), tok)
+		return err == nil
+	}, 5*time.Second, 50*time.Millisecond)
 }
