@@ -152,8 +152,15 @@ func (p *Proxy) seal(key string, v any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cognitomcp: encode %s: %w", key, err)
 	}
-	return p.keys.sealer.Seal(b, []byte(key))
+	return p.keys.sealer.Seal(b, p.aad(key))
 }
+
+// aad is the associated data a record is sealed with: this server's issuer
+// and the record's key. A record then opens only under its own key, and only
+// at the server that wrote it: two servers sharing a store and a master
+// secret do not read each other's clients and grants (a refresh token of
+// one would otherwise mint access tokens for the other).
+func (p *Proxy) aad(key string) []byte { return []byte(p.issuer + " " + key) }
 
 // get loads and opens the record under key into v.
 func (p *Proxy) get(ctx context.Context, key string, v any) error {
@@ -176,9 +183,9 @@ func (p *Proxy) take(ctx context.Context, key string, v any) error {
 // open decrypts and decodes a stored value. A value that does not open
 // (tampered, moved, or under a dropped key) counts as absent.
 func (p *Proxy) open(key string, b []byte, v any) error {
-	plain, err := p.keys.sealer.Open(b, []byte(key))
+	plain, err := p.keys.sealer.Open(b, p.aad(key))
 	if err != nil {
-		p.logger.Warn("cognitomcp: stored value does not open; treated as absent (do all replicas share the same KeyConfig?)", "kind", kindOf(key), "reason", err.Error())
+		p.logger.Warn("cognitomcp: stored value does not open; treated as absent (do all replicas share the same KeyConfig and BaseURL?)", "kind", kindOf(key), "reason", err.Error())
 		return ErrNotFound
 	}
 	if err := json.Unmarshal(plain, v); err != nil {

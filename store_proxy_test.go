@@ -457,3 +457,27 @@ func TestKeyRotationEncryption(t *testing.T) {
 	assert.Contains(t, rs.logs.String(), "stored value does not open; treated as absent")
 	requireNoServerErrors(t, rs)
 }
+
+// TestProxiesSharingAStore: two MCP servers on one store with one master
+// secret (one Redis for several servers, the default prefix) do not read
+// each other's records: a refresh token of server A, presented at server B
+// under the same client id, mints nothing there, and A's client is unknown
+// at B.
+func TestProxiesSharingAStore(t *testing.T) {
+	shared := cognitomcp.NewMemoryStore()
+	clock := newTestClock()
+	pool := newTestPool(t, clock)
+	a := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = shared })
+	b := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = shared })
+	require.NotEqual(t, a.proxy.Resource(), b.proxy.Resource())
+	c := a.register(loopbackRedirect)
+	_, rt := c.login() // a sign-in for server A only
+
+	atB := b.newClient(c.id, c.redirect)
+	status, out := atB.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+	assert.Equal(t, http.StatusUnauthorized, status, "server B must not refresh server A's grant: %v", out["error"])
+	assert.Equal(t, "invalid_client", out["error"], "A's client is not B's")
+	status, out = failureRefresh(c, rt)
+	assert.Equal(t, http.StatusOK, status, "at A the sign-in goes on: %v", out["error"])
+}
+
