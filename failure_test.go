@@ -467,6 +467,63 @@ func TestFailureStoreWriteDuringRotation(t *testing.T) {
 	assert.Equal(t, "invalid_grant", out["error"])
 }
 
+// TestFailureStoreWriteAfterCognitoRotated: with refresh-token rotation at
+// Cognito, a refresh whose call to Cognito succeeded but whose grant write
+// failed answers 503, and the same refresh token works once the store does:
+// Cognito's new refresh token (it no longer takes the stored one) stayed
+// with the replica for the grant's next refresh.
+func TestFailureStoreWriteAfterCognitoRotated(t *testing.T) {
+	store := &failureStore{MemoryStore: cognitomcp.NewMemoryStore()}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	f.pool.SetRefreshTokenRotation(true)
+	c := f.register(loopbackRedirect)
+	_, rt := c.login()
+	f.clock.Advance(time.Hour + time.Minute) // Cognito's access token expired: the refresh goes to Cognito
+
+	store.failWrites("grant")
+	status, out := failureRefresh(c, rt)
+	assertUpstreamDown(t, status, out)
+	assert.Equal(t, 1, f.pool.TokenGrants("refresh_token"), "Cognito refreshed, and rotated")
+
+	store.failWrites("")
+	status, out = failureRefresh(c, rt)
+	require.Equal(t, http.StatusOK, status, "the refresh token that got a 503 still works: %v", out["error"])
+	assert.NotContains(t, f.logs.String(), "Cognito refused the refresh token", "the sign-in goes on")
+	resp, _ := f.mcp(out["access_token"].(string))
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	f.clock.Advance(time.Hour + time.Minute) // and Cognito takes what is stored now
+	status, out = failureRefresh(c, out["refresh_token"].(string))
+	assert.Equal(t, http.StatusOK, status, "%v", out["error"])
+}
+
+// TestFailureStoreLostARotation: a refresh token of a generation newer than
+// the stored grant (the store acknowledged the rotation, then lost it in a
+// failover) can only mean the store went back: it refreshes, as no replay,
+// and the generation before it is then the replay.
+func TestFailureStoreLostARotation(t *testing.T) {
+	store := cognitomcp.NewMemoryStore()
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	_, rt := c.login()
+	key := strings.TrimPrefix(redisKey("grant", grantID(t, rt)), "cognitomcp:")
+	before, err := store.Get(t.Context(), key)
+	require.NoError(t, err)
+	status, out := failureRefresh(c, rt)
+	require.Equal(t, http.StatusOK, status, out["error"])
+	next := out["refresh_token"].(string)
+	require.NoError(t, store.Set(t.Context(), key, before, time.Hour)) // the failover lost the rotation
+
+	f.clock.Advance(time.Minute) // past the grace period
+	status, out = failureRefresh(c, next)
+	require.Equal(t, http.StatusOK, status, "the client's generation is the current one: %v", out["error"])
+	assert.NotContains(t, f.logs.String(), "refresh token replayed", "a lost write is no replay")
+	assert.Contains(t, f.logs.String(), "the store lost a refresh token rotation")
+	resp, _ := f.mcp(out["access_token"].(string))
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	status, _ = failureRefresh(c, rt)
+	assert.Equal(t, http.StatusUnauthorized, status, "an older generation is a replay")
+}
+
 // TestFailureStoreDeleteAtRevoke: a refresh token's revocation that the
 // store could not record answers 503 temporarily_unavailable with
 // Retry-After (RFC 7009 §2.2.1), not 200: the client tries again, and the
@@ -489,9 +546,13 @@ func TestFailureStoreDeleteAtRevoke(t *testing.T) {
 	resp, _ = f.mcp(access)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the access token of a grant revoked here")
 	status, out := failureRefresh(c, rt)
-	assert.Equal(t, http.StatusUnauthorized, status, "the refresh token of a grant revoked here: %v", out)
+	assertUpstreamDown(t, status, out) // the refresh tries the deletion again: the client will come back
 
 	store.failWrites("")
+	status, out = failureRefresh(c, rt)
+	assert.Equal(t, http.StatusUnauthorized, status, "the refresh token of a grant revoked here: %v", out)
+	_, err := store.Get(t.Context(), strings.TrimPrefix(redisKey("grant", grantID(t, rt)), "cognitomcp:"))
+	assert.ErrorIs(t, err, cognitomcp.ErrNotFound, "the refresh deleted the grant, for the other replicas")
 	status, _ = c.revoke(url.Values{"token": {rt}})
 	require.Equal(t, http.StatusOK, status)
 	status, out = failureRefresh(c, rt)

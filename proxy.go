@@ -212,6 +212,7 @@ type Proxy struct {
 
 	tokens      *tokenCache   // verified proxy access tokens
 	revokedHere revokedGrants // grants this replica revoked lately
+	rotations   rotations     // Cognito refresh tokens this replica could not store
 
 	revokedTokensHere revokedGrants // access tokens (by jti) this replica revoked, until they expire
 	mw                *middleware

@@ -476,8 +476,8 @@ func TestProxyScopesFollowTheConfig(t *testing.T) {
 		cfg.Store, cfg.Scopes = store, []string{"openid", "email", "profile"}
 	})
 	registered := before.register(loopbackRedirect)
-	after := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
-		cfg.Store, cfg.Scopes = store, []string{"openid", "email", "mcp-api/tools"}
+	after := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) { // the same server, reconfigured
+		cfg.Store, cfg.BaseURL, cfg.Scopes = store, before.cfg.BaseURL, []string{"openid", "email", "mcp-api/tools"}
 	})
 	c := after.newClient(registered.id, registered.redirect)
 

@@ -197,10 +197,11 @@ func (p *Proxy) refreshForRequest(ctx context.Context, gid string, now time.Time
 		if now.Before(g.Upstream.Expiry.Add(-proxyTokenSkew)) {
 			return nil
 		}
+		stored := g.Upstream.RefreshToken
 		if e = p.refreshUpstreamIfDue(ctx, &g, now); e != nil {
 			return nil
 		}
-		return p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now))
+		return p.putGrant(ctx, &g, stored, now)
 	})
 	switch {
 	case err != nil:

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -556,4 +558,49 @@ func TestReplicasRevokeDuringKeyRollout(t *testing.T) {
 	rs.clock.Advance(revocationBound) // past A's cache
 	status, _ = rs.mustMCP(replicaA, access)
 	assert.Equal(t, http.StatusUnauthorized, status, "A, which cannot open B's record, refuses the token all the same")
+}
+
+// deleteFailingRedis is a RedisStore whose deletes of grants fail while
+// failing is set (a Redis blip on one replica's connection).
+type deleteFailingRedis struct {
+	*cognitomcp.RedisStore
+	failing atomic.Bool
+}
+
+func (s *deleteFailingRedis) Delete(ctx context.Context, key string) error {
+	if s.failing.Load() && strings.HasPrefix(key, "grant:") {
+		return errors.New("redis delete: i/o timeout")
+	}
+	return s.RedisStore.Delete(ctx, key)
+}
+
+// TestReplicasReplayRevocationRetried: a refresh token replayed (RFC 9700
+// §4.14.2) on a replica whose store cannot record the revocation is
+// answered 503, not invalid_grant, so that the client comes back, and the
+// revocation with it; once it is recorded, the thief's newer refresh token
+// is dead on every replica.
+func TestReplicasReplayRevocationRetried(t *testing.T) {
+	rs := newReplicaSet(t, replicaOptions{Replicas: 2})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.redis.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	flaky := &deleteFailingRedis{RedisStore: cognitomcp.NewRedisStore(rdb, cognitomcp.RedisStoreOptions{})}
+	c3 := rs.add(func(cfg *cognitomcp.ProxyConfig) { cfg.Store = flaky })
+	c := rs.register(loopbackRedirect)
+	_, stolen := c.login()
+
+	status, out := rs.mustPost(replicaB, "/token", refreshForm(c, stolen)) // the thief, first
+	require.Equal(t, http.StatusOK, status, out)
+	thief := out["refresh_token"].(string)
+
+	rs.clock.Advance(time.Minute) // past the grace period: the rightful client's token is a replay
+	flaky.failing.Store(true)
+	status, out = rs.mustPost(c3, "/token", refreshForm(c, stolen))
+	assert.Equal(t, http.StatusServiceUnavailable, status, "a revocation the store did not record: %v", out)
+	assert.Equal(t, "temporarily_unavailable", out["error"])
+
+	flaky.failing.Store(false)
+	status, out = rs.mustPost(c3, "/token", refreshForm(c, stolen)) // the client comes back
+	assert.Equal(t, http.StatusUnauthorized, status, "%v", out)
+	status, out = rs.mustPost(replicaB, "/token", refreshForm(c, thief))
+	assert.Equal(t, http.StatusUnauthorized, status, "the thief's token, on another replica: %v", out)
 }

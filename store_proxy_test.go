@@ -480,4 +480,3 @@ func TestProxiesSharingAStore(t *testing.T) {
 	status, out = failureRefresh(c, rt)
 	assert.Equal(t, http.StatusOK, status, "at A the sign-in goes on: %v", out["error"])
 }
-

@@ -32,9 +32,9 @@ type RedisStoreOptions struct {
 // crosses hash slots).
 //
 // Get, Set and Delete go through gocache's redis store; Take is GETDEL (Redis
-// 6.2 or later), atomic across replicas; Add and Lock are SET NX PX; unlock
-// is a Lua compare-and-delete. Values are binary-safe. TTLs are whole
-// milliseconds (at least 1ms). Backend failures are returned
+// 6.2 or later), atomic across replicas; Add is SET NX PX; Lock a Lua SET PX
+// if free, and unlock a Lua compare-and-delete. Values are binary-safe. TTLs
+// are whole milliseconds (at least 1ms). Backend failures are returned
 // wrapped ("cognitomcp: redis get: …"), never as ErrNotFound, and never with
 // the value in the text. RedisStore never runs FLUSHALL or any other command
 // on keys outside its prefix.
@@ -84,7 +84,9 @@ func (r *RedisStore) Delete(ctx context.Context, key string) error {
 
 // Take gets and deletes key with one GETDEL, or returns ErrNotFound. Of
 // concurrent Takes of one key from any number of replicas, exactly one gets
-// the value.
+// the value. A GETDEL whose reply is lost to a broken connection, and which
+// go-redis then sends again (its default MaxRetries), answers ErrNotFound:
+// the step of the sign-in that took it fails, and the user starts again.
 func (r *RedisStore) Take(ctx context.Context, key string) ([]byte, error) {
 	v, err := r.c.GetDel(ctx, r.prefix+key).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -111,21 +113,31 @@ func (r *RedisStore) Add(ctx context.Context, key string, v []byte, ttl time.Dur
 // redisUnlock deletes KEYS[1] only if it still holds this holder's token.
 var redisUnlock = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
-// Lock takes the lock named key for ttl with SET NX PX and a random token, or
-// returns ErrLocked when another holder has it. unlock runs a Lua
-// compare-and-delete, so it never releases a lock that expired and was
-// taken by another holder.
+// redisLock sets KEYS[1] to this holder's token for ARGV[2] ms if it is
+// free, and answers 1 if the holder has the lock: also when the key already
+// holds its token, so that a command go-redis sends again (its reply lost to
+// a broken connection) does not find the lock taken by itself.
+var redisLock = redis.NewScript(`local v = redis.call("GET", KEYS[1])
+if v == ARGV[1] then return 1 end
+if v then return 0 end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+return 1`)
+
+// Lock takes the lock named key for ttl with a random token (a Lua SET PX if
+// free, idempotent when retried), or returns ErrLocked when another holder
+// has it. unlock runs a Lua compare-and-delete, so it never releases a lock
+// that expired and was taken by another holder.
 func (r *RedisStore) Lock(ctx context.Context, key string, ttl time.Duration) (func(context.Context) error, error) {
 	if err := storeTTL(ttl); err != nil {
 		return nil, err
 	}
 	key = r.prefix + key
 	token := storeLockToken()
-	ok, err := r.c.SetNX(ctx, key, token, redisTTL(ttl)).Result()
+	ok, err := redisLock.Run(ctx, r.c, []string{key}, token, redisTTL(ttl).Milliseconds()).Int()
 	if err != nil {
 		return nil, fmt.Errorf("cognitomcp: redis lock: %w", err)
 	}
-	if !ok {
+	if ok != 1 {
 		return nil, ErrLocked
 	}
 	return func(ctx context.Context) error {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -844,6 +845,117 @@ func TestRedisStoreUnlockAfterOutage(t *testing.T) {
 		u, err := s.Lock(t.Context(), "l2", time.Hour)
 		return err == nil && u(t.Context()) == nil
 	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestRedisStoreLockSurvivesALostReply: go-redis sends a command again when
+// its connection broke after sending it (MaxRetries, 3 by default). A Lock
+// whose first reply was lost that way still gets the lock, rather than
+// finding it held by itself and leaving the grant's refreshes waiting for
+// the lock's expiry.
+func TestRedisStoreLockSurvivesALostReply(t *testing.T) {
+	srv := testredis.Start(t)
+	d := newReplyDropper(t, srv.Addr)
+	c := redis.NewClient(&redis.Options{Addr: d.addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	s := NewRedisStore(c, RedisStoreOptions{})
+	ctx := t.Context()
+	require.NoError(t, redisLock.Load(ctx, c).Err()) // so that its first run is the one that loses its reply
+
+	d.arm("lock:g")
+	unlock, err := s.Lock(ctx, "lock:g", time.Minute)
+	require.NoError(t, err, "the only Lock of a free lock was refused against its own token")
+	assert.True(t, d.dropped(), "a reply was lost")
+	require.NoError(t, unlock(ctx))
+	unlock, err = s.Lock(ctx, "lock:g", time.Minute)
+	require.NoError(t, err, "and released")
+	_, err = s.Lock(ctx, "lock:g", time.Minute)
+	assert.ErrorIs(t, err, ErrLocked, "held by another")
+	require.NoError(t, unlock(ctx))
+}
+
+// replyDropper is a TCP proxy to Redis that, once armed with a string, lets
+// the first command holding it reach Redis and then closes the client's
+// connection instead of passing the reply on: a reply lost to a reset.
+type replyDropper struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	armed  string
+	drops  int
+}
+
+func newReplyDropper(t *testing.T, target string) *replyDropper {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	d := &replyDropper{ln: ln, target: target}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			cc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go d.serve(cc)
+		}
+	}()
+	return d
+}
+
+func (d *replyDropper) addr() string { return d.ln.Addr().String() }
+
+func (d *replyDropper) arm(s string) { d.mu.Lock(); d.armed = s; d.mu.Unlock() }
+
+func (d *replyDropper) dropped() bool { d.mu.Lock(); defer d.mu.Unlock(); return d.drops > 0 }
+
+func (d *replyDropper) serve(cc net.Conn) {
+	defer cc.Close()
+	sc, err := net.Dial("tcp", d.target)
+	if err != nil {
+		return
+	}
+	defer sc.Close()
+	drop := make(chan struct{}, 1)
+	go func() { // client → Redis, spotting the armed command
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := cc.Read(buf)
+			if n > 0 {
+				d.mu.Lock()
+				hit := d.armed != "" && bytes.Contains(buf[:n], []byte(d.armed))
+				if hit {
+					d.armed = ""
+					d.drops++
+				}
+				d.mu.Unlock()
+				if hit {
+					drop <- struct{}{}
+				}
+				if _, err := sc.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := sc.Read(buf)
+		if n > 0 {
+			select {
+			case <-drop: // Redis ran it; the client never hears
+				return
+			default:
+			}
+			if _, err := cc.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func TestStoreConstructorsPanicOnNil(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -165,7 +166,9 @@ func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.V
 	err := p.take(ctx, storeKey(kindCode, code), &rec)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		p.revokeReplayedCode(ctx, code)
+		if err := p.revokeReplayedCode(ctx, code); err != nil {
+			return nil, asError(err) // 503: the replay comes again, and the revocation with it
+		}
 		return nil, badGrant("code unknown, expired or already used")
 	case err != nil:
 		return nil, asError(err)
@@ -223,17 +226,21 @@ func s256(verifier string) string {
 }
 
 // revokeReplayedCode revokes the grant a code issued, when the code was
-// redeemed before. It runs under the grant's lock like every revocation,
+// minted here before. It runs under the grant's lock like every revocation,
 // and if the lock cannot be had within lockWait (a refresh held up at a
 // slow Cognito) it revokes without it rather than not at all: a refresh in
 // flight could then store the grant again, but this replica refuses its
 // tokens and Cognito's refresh token is revoked. The replaying request
-// going away does not stop it.
-func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) {
+// going away does not stop it. The error is the store's, when the
+// revocation could not be recorded there.
+func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) error {
 	ctx = context.WithoutCancel(ctx)
 	var gid string
-	if p.get(ctx, storeKey(kindUsed, code), &gid) != nil {
-		return
+	switch err := p.get(ctx, storeKey(kindUsed, code), &gid); {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return err
 	}
 	revoke := func(ctx context.Context) error {
 		var g grantRecord
@@ -241,16 +248,16 @@ func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) {
 		case errors.Is(err, ErrNotFound):
 			return nil
 		case err != nil:
-			p.logger.Error("cognitomcp: could not load the grant of a replayed code", "reason", err.Error())
-			return nil
+			return err
 		}
-		_ = p.revokeGrant(ctx, &g, "authorization code replayed") // logs its own failure
-		return nil
+		return p.revokeGrant(ctx, &g, "authorization code replayed") // logs its own failure
 	}
-	if err := p.withGrantLock(ctx, gid, revoke); err != nil {
-		p.logger.Warn("cognitomcp: revoking the grant of a replayed code without its lock", "reason", err.Error())
-		_ = revoke(ctx)
+	var err error
+	if lerr := p.withGrantLock(ctx, gid, func(ctx context.Context) error { err = revoke(ctx); return nil }); lerr != nil {
+		p.logger.Warn("cognitomcp: revoking the grant of a replayed code without its lock", "reason", lerr.Error())
+		err = revoke(ctx)
 	}
+	return err
 }
 
 func grantLoadError(err error) *Error {
@@ -290,6 +297,7 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
 		return nil, grantLoadError(err)
 	}
+	stored := g.Upstream.RefreshToken
 	// A grant is bound to this server's resource, the only one /authorize
 	// accepts; one stored before BaseURL was used in its canonical form
 	// (or before MCPPath changed) names it in another form, and its access
@@ -303,14 +311,24 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 		return nil, badGrant("refresh token of another client")
 	case !now.Before(g.ExpiresAt):
 		return nil, badGrant("refresh token expired")
-	case p.revokedHere.has(g.ID, now): // the store could not delete it
+	case p.revokedHere.has(g.ID, now):
+		// Revoked here, but the store could not delete it then: again
+		// now, for the other replicas, which honour it while it is there.
+		if err := p.del(ctx, storeKey(kindGrant, g.ID)); err != nil {
+			return nil, asError(err)
+		}
 		return nil, badGrant("grant revoked")
 	case gen == g.Generation-1 && now.Sub(g.RotatedAt) <= p.grace:
 		p.logger.Info("cognitomcp: duplicate refresh within the grace period; same answer", "mcp_client", truncate(g.ClientID, 200))
 		return p.tokensFor(&g, g.Generation, g.RotatedAt, g.RotatedScopes)
-	case gen != g.Generation:
-		_ = p.revokeGrant(ctx, &g, "refresh token replayed") // logged; refused either way
-		return nil, badGrant("refresh token replayed: family revoked")
+	case gen < g.Generation:
+		return nil, p.revoked(ctx, &g, "refresh token replayed", badGrant("refresh token replayed: family revoked"))
+	case gen > g.Generation:
+		// Only this server mints a generation (the MAC binds it), so a
+		// newer one than the store holds means the store lost a write (a
+		// failover): carry on from the client's, which is no replay.
+		p.logger.Warn("cognitomcp: the store lost a refresh token rotation; carrying on from the client's", "mcp_client", truncate(g.ClientID, 200))
+		g.Generation = gen
 	}
 	scopes := g.Scopes
 	if s := form.Get("scope"); s != "" {
@@ -331,16 +349,86 @@ func (p *Proxy) refreshLocked(ctx context.Context, client *clientRecord, form ur
 	if scopes = scopesIn(scopes, g.Scopes); len(scopes) == 0 {
 		// Cognito withheld them just now. The grant is stored all the
 		// same: it may hold Cognito's rotated refresh token.
-		if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
+		if err := p.putGrant(ctx, &g, stored, now); err != nil {
 			return nil, asError(err)
 		}
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidScope, "the identity provider no longer grants the requested scopes", nil)
 	}
 	g.Generation, g.RotatedAt, g.RotatedScopes = g.Generation+1, now, scopes
-	if err := p.put(ctx, storeKey(kindGrant, g.ID), &g, g.ExpiresAt.Sub(now)); err != nil {
+	if err := p.putGrant(ctx, &g, stored, now); err != nil {
 		return nil, asError(err)
 	}
 	return p.tokensFor(&g, g.Generation, now, scopes)
+}
+
+// revoked is the answer to a request that found g must end: e, once the
+// revocation is recorded in the store; a 503 when it could not be (the
+// other replicas honour g while the store has it), so that the client
+// tries again, and the revocation with it.
+func (p *Proxy) revoked(ctx context.Context, g *grantRecord, reason string, e *Error) *Error {
+	if err := p.revokeGrant(ctx, g, reason); err != nil {
+		return asError(err)
+	}
+	return e
+}
+
+// putGrant stores g until its sign-in ends; stored is Cognito's refresh
+// token as the store held it. A write that fails after Cognito rotated its
+// refresh token (which Cognito then no longer takes) leaves the new one
+// with this replica, for its next refresh of the grant: the client, told
+// 503, tries again, and the sign-in goes on once the store does.
+func (p *Proxy) putGrant(ctx context.Context, g *grantRecord, stored string, now time.Time) error {
+	err := p.put(ctx, storeKey(kindGrant, g.ID), g, g.ExpiresAt.Sub(now))
+	if err != nil && g.Upstream.RefreshToken != stored && !p.rotations.add(g.ID, stored, g.Upstream.RefreshToken, now) {
+		p.logger.Error("cognitomcp: Cognito's rotated refresh token could not be stored nor kept here; the sign-in ends at its next refresh", "sub", g.User.Subject)
+	}
+	return err
+}
+
+// rotations holds Cognito refresh tokens a replica received but could not
+// store: per grant, the one the store holds (from) and its successor (to),
+// for an hour. At most maxRevokedHere.
+type rotations struct {
+	mu sync.Mutex
+	m  map[string]rotation
+}
+
+type rotation struct {
+	from, to string
+	until    time.Time
+}
+
+// add keeps to as the successor of from for gid, and reports whether it
+// could (false when full).
+func (r *rotations) add(gid, from, to string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[string]rotation)
+	}
+	for id, x := range r.m {
+		if !now.Before(x.until) {
+			delete(r.m, id)
+		}
+	}
+	if _, known := r.m[gid]; !known && len(r.m) >= maxRevokedHere {
+		return false
+	}
+	r.m[gid] = rotation{from: from, to: to, until: now.Add(time.Hour)}
+	return true
+}
+
+// take returns, and forgets, the successor kept for gid's refresh token
+// from, if any.
+func (r *rotations) take(gid, from string, now time.Time) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	x, ok := r.m[gid]
+	if !ok {
+		return "", false
+	}
+	delete(r.m, gid)
+	return x.to, x.from == from && now.Before(x.until)
 }
 
 // refreshUpstreamIfDue refreshes Cognito's tokens when its access token
@@ -351,23 +439,25 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 	if g.Upstream.Expiry.Sub(now) > upstreamMargin {
 		return nil
 	}
-	rt := g.Upstream.RefreshToken
+	stored := g.Upstream.RefreshToken // g is as the store holds it
+	if next, ok := p.rotations.take(g.ID, stored, now); ok {
+		g.Upstream.RefreshToken = next // a rotation this replica could not store
+	}
 	err := p.refreshUpstream(ctx, g)
 	var re *oauth2.RetrieveError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &re) && re.ErrorCode == CodeInvalidGrant:
-		_ = p.revokeGrant(ctx, g, "Cognito refused the refresh token") // logged; refused either way
-		return badGrant("cognito refused the refresh")
+		return p.revoked(ctx, g, "Cognito refused the refresh token", badGrant("cognito refused the refresh"))
 	case now.Before(g.Upstream.Expiry): // the caller stores g, and a rotated refresh token with it
 		p.logger.Warn("cognitomcp: Cognito refresh failed; its access token is still valid", "reason", upstreamError(err).Error())
 		return nil
 	}
-	if g.Upstream.RefreshToken != rt {
+	if g.Upstream.RefreshToken != stored {
 		// Cognito rotated its refresh token, then its tokens failed
 		// verification: the new one is all Cognito takes now.
-		if err := p.put(ctx, storeKey(kindGrant, g.ID), g, g.ExpiresAt.Sub(now)); err != nil {
+		if err := p.putGrant(ctx, g, stored, now); err != nil {
 			p.logger.Error("cognitomcp: storing Cognito's rotated refresh token", "reason", err.Error())
 		}
 	}
