@@ -20,8 +20,11 @@ const (
 // Claims are the verified claims of a request: the Cognito user (or machine
 // client) and, behind the proxy, the MCP client that called.
 //
-// A *Claims may be shared by concurrent requests (verified tokens are cached),
-// so treat it as read-only.
+// A *Claims is shared with the verified-token cache: every request that
+// carries the same token, concurrent or later, gets the same *Claims. Treat
+// it as read-only; to change it, copy it first (and clone the slices and
+// MCPClient), or the change reaches later requests with that token. Its
+// methods are safe on a nil *Claims, which holds no group and no scope.
 type Claims struct {
 	Issuer   string   // iss
 	Subject  string   // sub: the user's stable id; the app client id for client_credentials tokens
@@ -49,8 +52,12 @@ type ClientInfo struct {
 	Name string // client_name, as the client declared it: not verified
 }
 
-// InGroup reports whether the user is in at least one of groups.
+// InGroup reports whether the user is in at least one of groups. It is
+// false for a nil *Claims.
 func (c *Claims) InGroup(groups ...string) bool {
+	if c == nil {
+		return false
+	}
 	for _, g := range groups {
 		if slices.Contains(c.Groups, g) {
 			return true
@@ -59,8 +66,13 @@ func (c *Claims) InGroup(groups ...string) bool {
 	return false
 }
 
-// InAllGroups reports whether the user is in every one of groups.
+// InAllGroups reports whether the user is in every one of groups. It is
+// false for a nil *Claims, even with no groups named, and true for a
+// non-nil one with no groups named.
 func (c *Claims) InAllGroups(groups ...string) bool {
+	if c == nil {
+		return false
+	}
 	for _, g := range groups {
 		if !slices.Contains(c.Groups, g) {
 			return false
@@ -69,17 +81,20 @@ func (c *Claims) InAllGroups(groups ...string) bool {
 	return true
 }
 
-// HasScope reports whether scope was granted.
+// HasScope reports whether scope was granted. It is false for a nil
+// *Claims.
 func (c *Claims) HasScope(scope string) bool {
-	return slices.Contains(c.Scopes, scope)
+	return c != nil && slices.Contains(c.Scopes, scope)
 }
 
 // Decode unmarshals the raw token payload into v, for claims this type does
 // not name (custom:* attributes, auth_time, origin_jti, …). Behind the proxy
 // the payload is the Cognito access token's claims with the ID token's
-// added (ID-token values win for keys in both).
+// added (ID-token values win for keys in both). It returns an error, and
+// leaves v alone, when c is nil or carries no payload (Claims built by
+// hand).
 func (c *Claims) Decode(v any) error {
-	if len(c.raw) == 0 {
+	if c == nil || len(c.raw) == 0 {
 		return errors.New("cognitomcp: claims carry no raw payload")
 	}
 	return json.Unmarshal(c.raw, v)
@@ -113,7 +128,25 @@ func NewContext(ctx context.Context, c *Claims) context.Context {
 }
 
 // ClaimsFromContext returns the claims that RequireToken (or NewContext)
-// stored in ctx.
+// stored in ctx, and false when there are none (RequireToken is not in
+// front of the handler).
+//
+// It gives the claims of the request only where ctx is that request's
+// context: a net/http handler's r.Context(), and tools of
+// github.com/mark3labs/mcp-go, which hands each tool the context of the
+// request that called it. Tools of github.com/modelcontextprotocol/go-sdk
+// with stateful sessions (its default) get the context of the request that
+// opened the session, so there ClaimsFromContext returns that request's
+// claims: possibly expired, and another user's if the session id leaks. With
+// go-sdk, wrap the MCP handler in auth.RequireBearerToken with a verifier
+// that returns the claims from ClaimsFromContext(r.Context()) as the
+// TokenInfo (its UserID the claims' Subject, which also binds sessions to
+// the user), and read them in tools from req.Extra.TokenInfo; see
+// Example_goSDK.
+//
+// The *Claims is shared with the verified-token cache: treat it as
+// read-only, and copy it before changing it, or the change reaches later
+// requests that carry the same token.
 func ClaimsFromContext(ctx context.Context) (*Claims, bool) {
 	st, ok := ctx.Value(claimsKey{}).(*authCtx)
 	if !ok || st.claims == nil {

@@ -36,9 +36,13 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
+//	issuers := cognitomcp.CognitoIssuers("eu-west-1_AbCdEf123") // nil for a malformed pool id
+//	if issuers == nil {
+//		log.Fatal("not a user pool id")
+//	}
 //	prm, err := cognitomcp.ResourceMetadataHandler(cognitomcp.ResourceMetadata{
 //		Resource:             "https://mcp.example.com/mcp",
-//		AuthorizationServers: cognitomcp.CognitoIssuers("eu-west-1_AbCdEf123")[:1],
+//		AuthorizationServers: issuers[:1], // the original issuer form
 //	})
 //	if err != nil {
 //		log.Fatal(err)
@@ -52,9 +56,15 @@
 //	mux.Handle("/mcp", cognitomcp.CheckOrigin("https://mcp.example.com")(
 //		auth(cognitomcp.RequireGroups("mcp-users")(mcpHandler))))
 //
-// Inside the handler (or an MCP tool whose context comes from the request):
+// Inside the handler (or an mcp-go tool, whose context comes from the
+// request; go-sdk tools read the claims from req.Extra.TokenInfo instead, as
+// [ClaimsFromContext] explains):
 //
-//	claims, _ := cognitomcp.ClaimsFromContext(r.Context())
+//	claims, ok := cognitomcp.ClaimsFromContext(r.Context())
+//	if !ok { // RequireToken is not in front of this handler
+//		http.Error(w, "not signed in", http.StatusUnauthorized)
+//		return
+//	}
 //	log.Printf("%s (%s) in %v", claims.Username, claims.Subject, claims.Groups)
 //
 // The package cognitomcp/cognitotest is a fake Cognito user pool for tests,

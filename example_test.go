@@ -227,6 +227,61 @@ func Example_chi() {
 	// 403 {"error":"access_denied","error_description":"insufficient group membership"}
 }
 
+// A Proxy inside a chi router: the proxy's routes go to the proxy with no
+// RequireToken in front (a client must reach them without a token to sign
+// in), and only the MCP endpoint is guarded, as Proxy.Handler guards it:
+// the Origin check first, then the token. r.Use(proxy.RequireToken()) on
+// the router that serves the proxy would refuse discovery, registration
+// and sign-in themselves.
+func ExampleProxy_chi() {
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	defer pool.Close()
+	app := pool.AddClient(cognitotest.Client{Secret: "secret", CallbackURLs: []string{"https://mcp.example.com/auth/callback"}})
+	proxy, err := cognitomcp.NewProxy(context.Background(), cognitomcp.ProxyConfig{
+		IssuerURL: pool.Issuer, ClientID: app.ID, ClientSecret: app.Secret,
+		BaseURL: "https://mcp.example.com", Keys: cognitomcp.KeyConfig{MasterSecret: newSecret()},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	r := chi.NewRouter()
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	r.Handle("/.well-known/*", proxy) // the metadata documents
+	for _, path := range []string{"/register", "/authorize", "/consent", "/auth/callback", "/token", "/revoke", "/jwks"} {
+		r.Handle(path, proxy)
+	}
+	r.Group(func(r chi.Router) {
+		r.Use(proxy.CheckOrigin, proxy.RequireToken())
+		r.Handle("/mcp", hello) // hello stands for the MCP server
+	})
+
+	register := httptest.NewRequest("POST", "https://mcp.example.com/register", strings.NewReader(
+		`{"client_name":"My Agent","redirect_uris":["http://127.0.0.1:33418/callback"],"token_endpoint_auth_method":"none"}`))
+	register.Header.Set("Content-Type", "application/json")
+	foreign := httptest.NewRequest("POST", "https://mcp.example.com/mcp", strings.NewReader("{}"))
+	foreign.Header.Set("Origin", "https://attacker.example")
+	for _, req := range []*http.Request{
+		httptest.NewRequest("GET", "https://mcp.example.com/healthz", nil),
+		httptest.NewRequest("GET", "https://mcp.example.com/.well-known/oauth-protected-resource/mcp", nil),
+		httptest.NewRequest("GET", "https://mcp.example.com/.well-known/oauth-authorization-server", nil),
+		register,
+		httptest.NewRequest("POST", "https://mcp.example.com/mcp", strings.NewReader("{}")), // no token
+		foreign,
+	} {
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		fmt.Println(req.Method, req.URL.Path, rec.Code)
+	}
+	// Output:
+	// GET /healthz 200
+	// GET /.well-known/oauth-protected-resource/mcp 200
+	// GET /.well-known/oauth-authorization-server 200
+	// POST /register 201
+	// POST /mcp 401
+	// POST /mcp 403
+}
+
 // With gorilla/mux, the middleware goes to Router.Use or wraps one route.
 func Example_gorillaMux() {
 	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
@@ -400,9 +455,13 @@ func ExampleResourceMetadataHandler() {
 	cognito := newFakeCognito() // a fake user pool with alice (group admin) and bob, and a Verifier
 	defer cognito.pool.Close()
 	const base = "https://mcp.example.com" // this server, as clients reach it
+	issuers := cognitomcp.CognitoIssuers("eu-west-1_AbCdEf123")
+	if issuers == nil { // a malformed pool id
+		log.Fatal("not a user pool id")
+	}
 	prm, err := cognitomcp.ResourceMetadataHandler(cognitomcp.ResourceMetadata{
 		Resource:             base + "/mcp",
-		AuthorizationServers: cognitomcp.CognitoIssuers("eu-west-1_AbCdEf123")[:1],
+		AuthorizationServers: issuers[:1], // the original issuer form
 		Scopes:               []string{"openid", "mcp-api/tools"},
 	})
 	if err != nil {

@@ -595,12 +595,12 @@ func TestReplicasReplayRevocationRetried(t *testing.T) {
 	rs.clock.Advance(time.Minute) // past the grace period: the rightful client's token is a replay
 	flaky.failing.Store(true)
 	status, out = rs.mustPost(c3, "/token", refreshForm(c, stolen))
-	assert.Equal(t, http.StatusServiceUnavailable, status, "a revocation the store did not record: %v", out)
+	assert.Equal(t, http.StatusServiceUnavailable, status, "a revocation the store did not record: %v", out["error"])
 	assert.Equal(t, "temporarily_unavailable", out["error"])
 
 	flaky.failing.Store(false)
 	status, out = rs.mustPost(c3, "/token", refreshForm(c, stolen)) // the client comes back
 	assert.Equal(t, http.StatusUnauthorized, status, "%v", out)
 	status, out = rs.mustPost(replicaB, "/token", refreshForm(c, thief))
-	assert.Equal(t, http.StatusUnauthorized, status, "the thief's token, on another replica: %v", out)
+	assert.Equal(t, http.StatusUnauthorized, status, "the thief's token, on another replica: %v", out["error"])
 }

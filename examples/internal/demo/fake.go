@@ -48,8 +48,8 @@ func startFakeCognito(cfg config, base string, pcfg *cognitomcp.ProxyConfig) *fa
 func (f *fakeCognito) print(w io.Writer, autoLogin string) {
 	fmt.Fprintf(w, "fake cognito: %s\n", f.pool.Issuer)
 	fmt.Fprintf(w, "  sign-in page: %s (COGNITO_USER_POOL_ID unset: no real Cognito)\n", f.pool.DomainURL)
-	fmt.Fprintf(w, "  user alice, password %s, groups: admin\n", f.alice.Password)
-	fmt.Fprintf(w, "  user bob,   password %s, groups: (none)\n", f.bob.Password)
+	fmt.Fprintf(w, "  user alice (groups: admin),  password %s\n", f.alice.Password)
+	fmt.Fprintf(w, "  user bob   (groups: none),   password %s\n", f.bob.Password)
 	if autoLogin != "" {
 		fmt.Fprintf(w, "  DEMO_AUTO_LOGIN=%s: the sign-in form is skipped\n", autoLogin)
 	}

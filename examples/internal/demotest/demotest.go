@@ -137,7 +137,7 @@ func (s *Server) Login(t *testing.T, clientName string) string {
 // sign-in form.
 func (s *Server) LoginAs(t *testing.T, clientName, username string) string {
 	t.Helper()
-	m := regexp.MustCompile(`user ` + regexp.QuoteMeta(username) + `, +password (\S+),`).FindStringSubmatch(s.Stdout())
+	m := regexp.MustCompile(`(?m)user ` + regexp.QuoteMeta(username) + ` .*password (\S+)$`).FindStringSubmatch(s.Stdout())
 	require.NotNil(t, m, "no password printed for %s", username)
 	return login(t, s.URL, clientName, url.Values{"username": {username}, "password": {m[1]}})
 }

@@ -56,8 +56,8 @@ func TestExample(t *testing.T, program string) {
 	t.Run("prints the users and how to connect", func(t *testing.T) {
 		out := s.Stdout()
 		assert.Contains(t, out, "fake cognito: http://127.0.0.1:")
-		assert.Regexp(t, `user alice, password \S{16}, groups: admin`, out)
-		assert.Regexp(t, `user bob, +password \S{16}, groups: \(none\)`, out)
+		assert.Regexp(t, `(?m)user alice \(groups: admin\), +password \S{16}$`, out)
+		assert.Regexp(t, `(?m)user bob +\(groups: none\), +password \S{16}$`, out)
 		assert.Contains(t, out, "npx @modelcontextprotocol/inspector")
 		assert.Contains(t, out, "URL "+s.URL+"/mcp")
 	})
