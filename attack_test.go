@@ -1044,6 +1044,9 @@ func attackMatrix() []attackRow {
 		{name: "codes/unknown code", arrange: withClient,
 			act:    redeem(func(_ *attackEnv, _ *attackScene, v url.Values) { v.Set("code", strings.Repeat("A", 43)) }),
 			status: 401, code: invalidGrant},
+		{name: "codes/a code longer than any this server makes", arrange: withClient,
+			act:    redeem(func(_ *attackEnv, _ *attackScene, v url.Values) { v.Set("code", strings.Repeat("A", 129)) }),
+			status: 401, code: invalidGrant},
 		{name: "codes/resource of another server", arrange: withCode,
 			act:    redeem(func(_ *attackEnv, _ *attackScene, v url.Values) { v.Set("resource", "https://other.example/mcp") }),
 			status: 400, code: "invalid_target", check: codeBurned},
@@ -1321,7 +1324,18 @@ func attackMatrix() []attackRow {
 		{name: "ssrf/a metadata-document client over plain http is not fetched", arrange: withClient,
 			act: func(a *attackEnv, s *attackScene) *attackOutcome {
 				return a.tokenPost(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {a.evil.URL + "/client.json"}})
-			}, status: 401, code: "invalid_client"},
+			}, status: 401, code: "invalid_client",
+			check: func(t *testing.T, a *attackEnv, _ *attackScene, _ *attackOutcome) {
+				assert.Contains(t, a.logs.String(), `reason="client \"`+a.evil.URL+`/client.json\"`, "the log names the client")
+			}},
+		{name: "ssrf/a metadata-document client on a private address is not fetched at the token endpoint", arrange: withClient,
+			act: func(a *attackEnv, s *attackScene) *attackOutcome {
+				return a.tokenPost(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {"https://10.0.0.1/client.json"}})
+			}, status: 401, code: "invalid_client",
+			check: func(t *testing.T, a *attackEnv, _ *attackScene, o *attackOutcome) {
+				assert.Contains(t, o.body, "metadata document is not usable", "not 'register again', which such a client cannot do")
+				assert.Contains(t, a.logs.String(), `reason="client \"https://10.0.0.1/client.json\": `, "the log names the client")
+			}},
 
 		// --- Revocation (RFC 7009): only the client's own tokens.
 		{name: "revocation/another client's refresh token is not revoked",

@@ -3,6 +3,7 @@ package cognitomcp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -115,8 +116,10 @@ func (p *Proxy) authorizeClient(ctx context.Context, q url.Values) (*clientRecor
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		return nil, "", asError(err)
+	case errors.Is(err, errInvalidClientMetadata):
+		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidClient, "This application's published description could not be used. Its developer must fix it.", fmt.Errorf("client %.200q: %w", id, err))
 	case err != nil:
-		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidClient, "This application is not registered with this server, or its registration expired. Reconnect it.", err)
+		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidClient, "This application is not registered with this server, or its registration expired. Reconnect it.", fmt.Errorf("client %.200q: %w", id, err))
 	}
 	redirect := q.Get("redirect_uri")
 	switch {
@@ -139,7 +142,11 @@ func (p *Proxy) authorizeClient(ctx context.Context, q url.Values) (*clientRecor
 
 // newTransaction checks the rest of the request and builds the transaction.
 func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect string) (*transaction, *Error) {
-	if rt := q.Get("response_type"); rt != "code" {
+	switch q.Get("response_type") {
+	case "code":
+	case "": // a required parameter missing (RFC 6749 §4.1.2.1), not an unsupported value
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "response_type is required", nil)
+	default:
 		return nil, oauthError(http.StatusBadRequest, CodeUnsupportedRespType, "response_type must be code", nil)
 	}
 	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")

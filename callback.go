@@ -158,9 +158,11 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 		return nil, fail("exchange code at Cognito", upstreamError(err))
 	}
 	user, expiry, held, err := p.verifyUpstream(ctx, tok, txn.UpstreamNonce)
-	if err != nil {
-		p.logger.Error("cognitomcp: Cognito's tokens failed verification at the callback; check ProxyConfig.ClientID and the pool", "reason", err.Error())
-		return nil, fail("verify Cognito tokens", err)
+	switch {
+	case errors.Is(err, ErrKeySetUnavailable): // Cognito's keys out of reach: the client may try again
+		return nil, oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", fmt.Errorf("verify Cognito tokens: %w", err))
+	case err != nil:
+		return nil, fail("Cognito's tokens failed verification at the callback (check ProxyConfig.ClientID and the pool)", err)
 	}
 	scopes := scopesIn(txn.Scopes, held) // a pre-token generation trigger may withhold some per user
 	if len(scopes) == 0 {

@@ -330,6 +330,7 @@ func TestProxyAuthorizeRules(t *testing.T) {
 		{"PKCE plain", func(v url.Values) { v.Set("code_challenge_method", "plain") }, 0, "invalid_request"},
 		{"PKCE method missing", func(v url.Values) { v.Del("code_challenge_method") }, 0, "invalid_request"},
 		{"response_type token", func(v url.Values) { v.Set("response_type", "token") }, 0, "unsupported_response_type"},
+		{"response_type missing", func(v url.Values) { v.Del("response_type") }, 0, "invalid_request"},
 		{"resource of another server", func(v url.Values) { v.Set("resource", "https://other.example/mcp") }, 0, "invalid_target"},
 	}
 	for _, tc := range tests {

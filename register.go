@@ -120,7 +120,7 @@ func (p *Proxy) readRegistration(w http.ResponseWriter, r *http.Request) (*clien
 	}
 	md, err := decodeClientMetadata(body)
 	if err != nil {
-		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, err.Error(), nil)
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, err.Error(), err) // err for the log too
 	}
 	return p.newRegistration(md)
 }
@@ -132,7 +132,7 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 		if errors.Is(err, errRedirectURI) {
 			code = CodeInvalidRedirectURI
 		}
-		return oauthError(http.StatusBadRequest, code, err.Error(), nil)
+		return oauthError(http.StatusBadRequest, code, err.Error(), err) // err for the log too
 	}
 	// A grant or response type the proxy does not serve is refused, not
 	// dropped as from a metadata document (RFC 7591 §3.2.1 would allow

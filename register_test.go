@@ -371,6 +371,27 @@ func TestRegisterLogsOneLineWithoutTheBody(t *testing.T) {
 	assert.NotContains(t, logs, "2e6dc280", "no body fields beyond the name")
 }
 
+// TestRegisterLogsWhyItRefused: a refused registration's log line says why,
+// as its answer does, for the decoding and the policy checks alike.
+func TestRegisterLogsWhyItRefused(t *testing.T) {
+	fx := newRegisterTestProxy(t, nil)
+	w := fx.register(regBody(func(m map[string]any) { m["client_name"] = "two\nlines" }), "application/json", "192.0.2.8")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	w = fx.register(regBody(func(m map[string]any) { m["redirect_uris"] = []string{"javascript:alert(1)"} }), "application/json", "192.0.2.8")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	lines := strings.Split(strings.TrimSpace(fx.logs.String()), "\n")
+	var refusals []string
+	for _, l := range lines {
+		if strings.Contains(l, "request refused") {
+			refusals = append(refusals, l)
+		}
+	}
+	require.Len(t, refusals, 2, fx.logs.String())
+	assert.Contains(t, refusals[0], "reason=", "the decoding refusal says why")
+	assert.Contains(t, refusals[1], "reason=", "the policy refusal says why")
+	assert.Contains(t, refusals[1], "error=invalid_redirect_uri")
+}
+
 func TestRegisterRateLimit(t *testing.T) {
 	fx := newRegisterTestProxy(t, nil) // default: 10 a minute
 	for i := range 10 {

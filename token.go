@@ -130,8 +130,10 @@ func (p *Proxy) authenticateClient(r *http.Request, form url.Values) (*clientRec
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		return nil, asError(err)
+	case errors.Is(err, errInvalidClientMetadata):
+		return nil, oauthError(http.StatusUnauthorized, CodeInvalidClient, "the client's metadata document is not usable", fmt.Errorf("client %.200q: %w", id, err))
 	case err != nil:
-		return nil, oauthError(http.StatusUnauthorized, CodeInvalidClient, "unknown client; register again", err)
+		return nil, oauthError(http.StatusUnauthorized, CodeInvalidClient, "unknown client; register again", fmt.Errorf("client %.200q: %w", id, err))
 	}
 	return c, nil
 }
@@ -155,8 +157,10 @@ func badGrant(format string, args ...any) *Error {
 func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.Values) (*tokenResponse, *Error) {
 	code, verifier := form.Get("code"), form.Get("code_verifier")
 	switch {
-	case code == "" || len(code) > 128:
+	case code == "":
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code is required", nil)
+	case len(code) > 128: // no code of this server's
+		return nil, badGrant("code unknown, expired or already used")
 	case verifier == "":
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code_verifier is required (PKCE)", nil)
 	case len(verifier) < 43 || len(verifier) > 128 || !isUnreserved(verifier, true):
@@ -444,14 +448,21 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 		g.Upstream.RefreshToken = next // a rotation this replica could not store
 	}
 	err := p.refreshUpstream(ctx, g)
-	var re *oauth2.RetrieveError
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
+	}
+	var re *oauth2.RetrieveError
+	reason := err
+	if !errors.Is(err, errUpstreamVerify) {
+		reason = upstreamError(err) // Cognito's own text stays out
+	}
+	switch {
 	case errors.As(err, &re) && re.ErrorCode == CodeInvalidGrant:
 		return p.revoked(ctx, g, "Cognito refused the refresh token", badGrant("cognito refused the refresh"))
+	case errors.Is(err, errNoUpstreamRefresh), errors.Is(err, errScopesWithheld):
+		return p.revoked(ctx, g, err.Error(), badGrant("%v", err))
 	case now.Before(g.Upstream.Expiry): // the caller stores g, and a rotated refresh token with it
-		p.logger.Warn("cognitomcp: Cognito refresh failed; its access token is still valid", "reason", upstreamError(err).Error())
+		p.logger.Warn("cognitomcp: Cognito refresh failed; its access token is still valid", "reason", reason.Error())
 		return nil
 	}
 	if g.Upstream.RefreshToken != stored {
@@ -461,8 +472,15 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 			p.logger.Error("cognitomcp: storing Cognito's rotated refresh token", "reason", err.Error())
 		}
 	}
-	return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", upstreamError(err))
+	return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", reason)
 }
+
+// Why refreshUpstream failed, besides Cognito's own answer.
+var (
+	errNoUpstreamRefresh = errors.New("the sign-in holds no Cognito refresh token")
+	errScopesWithheld    = errors.New("Cognito now withholds every scope of the sign-in")
+	errUpstreamVerify    = errors.New("refreshed Cognito tokens fail verification")
+)
 
 // refreshUpstream refreshes g's Cognito tokens and re-verifies them. Cognito
 // usually sends no new refresh token; the old one is kept then. The grant
@@ -470,7 +488,7 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 // generation trigger may withhold some since); none left is invalid_grant.
 func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 	if g.Upstream.RefreshToken == "" {
-		return &oauth2.RetrieveError{ErrorCode: CodeInvalidGrant}
+		return errNoUpstreamRefresh
 	}
 	uctx, cancel := p.upstreamContext(ctx)
 	defer cancel()
@@ -485,11 +503,11 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 	}
 	user, expiry, held, err := p.verifyUpstream(ctx, tok, "")
 	if err != nil {
-		return fmt.Errorf("refreshed Cognito tokens fail verification: %w", err)
+		return fmt.Errorf("%w: %w", errUpstreamVerify, err)
 	}
 	scopes := scopesIn(g.Scopes, held)
-	if len(scopes) == 0 { // Cognito now withholds every scope of the grant
-		return &oauth2.RetrieveError{ErrorCode: CodeInvalidGrant}
+	if len(scopes) == 0 {
+		return errScopesWithheld
 	}
 	g.User, g.Scopes = *user, scopes
 	g.Upstream.Expiry = expiry
