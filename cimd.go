@@ -69,7 +69,6 @@ type cimdFetcher struct {
 
 type cimdEntry struct {
 	rec     *clientRecord
-	err     error
 	expires time.Time
 	// staleUntil is how long rec may stand in while the document's host is
 	// unreachable: cimdMaxTTL past the expiry of the last good fetch.
@@ -135,7 +134,7 @@ func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord
 	f.mu.Lock()
 	if e, ok := f.cache[clientID]; ok && f.now().Before(e.expires) {
 		f.mu.Unlock()
-		return cloneClientRecord(e.rec), e.err
+		return cloneClientRecord(e.rec), nil
 	}
 	call, running := f.inflight[clientID]
 	if !running {
@@ -161,7 +160,9 @@ func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord
 // in (for up to cimdMaxTTL past its expiry, asking again every
 // cimdFailureTTL): a client's users must not be signed out by an outage of
 // its host (an MCP client drops its tokens on invalid_client). Without one,
-// the failure wraps ErrUnavailable: 503, not invalid_client.
+// the failure wraps ErrUnavailable: 503, not invalid_client. A failure is
+// never cached, nor is an invalid document (the draft's §5.2 forbids it):
+// the next request fetches again, once its client has fixed its document.
 func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall) {
 	f.mu.Lock()
 	prev := f.cache[clientID]
@@ -172,10 +173,14 @@ func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall)
 	var err error
 	defer func() {
 		if r := recover(); r != nil {
-			rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: fetch panicked: %v", errInvalidClientMetadata, r)
+			rec, err = nil, fmt.Errorf("%w: fetch panicked: %v", errInvalidClientMetadata, r)
 		}
 		f.mu.Lock()
-		f.store(clientID, cimdEntry{rec: rec, err: err, expires: f.now().Add(ttl), staleUntil: staleUntil})
+		if rec != nil {
+			f.store(clientID, cimdEntry{rec: rec, expires: f.now().Add(ttl), staleUntil: staleUntil})
+		} else {
+			delete(f.cache, clientID) // a failure, or a document gone or invalid now
+		}
 		delete(f.inflight, clientID)
 		call.rec, call.err = rec, err
 		close(call.done)
@@ -192,16 +197,15 @@ func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall)
 		}
 		rec, ttl, err, staleUntil = prev.rec, cimdFailureTTL, nil, prev.staleUntil
 	case errors.Is(err, errCIMDUnreachable):
-		rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: %w: %w", errInvalidClientMetadata, ErrUnavailable, err)
+		rec, err = nil, fmt.Errorf("%w: %w: %w", errInvalidClientMetadata, ErrUnavailable, err)
 	default:
-		rec, ttl, err = nil, cimdFailureTTL, fmt.Errorf("%w: %w", errInvalidClientMetadata, err)
+		rec, err = nil, fmt.Errorf("%w: %w", errInvalidClientMetadata, err)
 	}
 }
 
 // store caches e, keeping at most cimdMaxEntries. Entries of no more use
-// go first (expired, with no document that may still stand in), then
-// failures (so that a flood of bad client ids cannot push out the good
-// copies an outage needs), then arbitrary ones. f.mu is held.
+// go first (past the time their document may stand in), then arbitrary
+// ones. f.mu is held.
 func (f *cimdFetcher) store(key string, e cimdEntry) {
 	if _, ok := f.cache[key]; !ok && len(f.cache) >= cimdMaxEntries {
 		now := f.now()
@@ -215,10 +219,7 @@ func (f *cimdFetcher) store(key string, e cimdEntry) {
 				}
 			}
 		}
-		evict(func(old cimdEntry) bool {
-			return !now.Before(old.expires) && (old.rec == nil || !now.Before(old.staleUntil))
-		})
-		evict(func(old cimdEntry) bool { return old.rec == nil })
+		evict(func(old cimdEntry) bool { return !now.Before(old.staleUntil) })
 		evict(func(cimdEntry) bool { return true })
 	}
 	f.cache[key] = e

@@ -651,13 +651,10 @@ func TestCIMDCache(t *testing.T) {
 		require.NoError(t, fetch("/default.json"))
 		assert.Equal(t, 2, srv.hitCount("/default.json"))
 	})
-	t.Run("failures are cached for a minute", func(t *testing.T) {
+	t.Run("failures are not cached (the draft's §5.2)", func(t *testing.T) {
 		require.Error(t, fetch("/missing.json"))
 		require.Error(t, fetch("/missing.json"))
-		assert.Equal(t, 1, srv.hitCount("/missing.json"))
-		clock.Advance(61 * time.Second)
-		require.Error(t, fetch("/missing.json"))
-		assert.Equal(t, 2, srv.hitCount("/missing.json"))
+		assert.Equal(t, 2, srv.hitCount("/missing.json"), "a client that fixes its document is not kept waiting")
 	})
 	t.Run("callers get copies", func(t *testing.T) {
 		rec, err := f.fetch(t.Context(), srv.URL+"/aged.json")
@@ -673,7 +670,7 @@ func TestCIMDCache(t *testing.T) {
 		g := newCIMDFetcher(nil, false, clock.Now)
 		for i := range 3 * cimdMaxEntries {
 			g.mu.Lock()
-			g.store(fmt.Sprintf("https://c%d.example/x", i), cimdEntry{err: errInvalidClientMetadata, expires: clock.Now().Add(time.Hour)})
+			g.store(fmt.Sprintf("https://c%d.example/x", i), cimdEntry{rec: &clientRecord{}, expires: clock.Now().Add(time.Hour), staleUntil: clock.Now().Add(time.Hour)})
 			g.mu.Unlock()
 		}
 		assert.LessOrEqual(t, len(g.cache), cimdMaxEntries)
@@ -866,9 +863,9 @@ func TestCIMDFailureKinds(t *testing.T) {
 	clock.Advance(2 * time.Minute) // the standing-in copy's minute has passed; its 24 h have not
 	f.mu.Lock()
 	for i := range cimdMaxEntries {
-		f.store(fmt.Sprintf("https://bad%d.example/x", i), cimdEntry{err: errInvalidClientMetadata, expires: clock.Now().Add(time.Minute)})
+		f.store(fmt.Sprintf("https://old%d.example/x", i), cimdEntry{rec: &clientRecord{}, expires: clock.Now().Add(-time.Hour), staleUntil: clock.Now().Add(-time.Minute)})
 	}
 	_, kept := f.cache[good]
 	f.mu.Unlock()
-	assert.True(t, kept, "a flood of failures does not push out a copy that may stand in")
+	assert.True(t, kept, "entries of no more use go before a copy that may stand in")
 }

@@ -144,6 +144,11 @@ func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 	if err := md.checkCommon(refuseUnsupported); err != nil {
 		return nil, bad(err)
 	}
+	// Every client gets a refresh token with its access token (MCP clients
+	// expect one, and some register authorization_code alone): the answer
+	// says so (RFC 7591 §3.2.1: the server may replace what was asked),
+	// rather than echo a registration the token endpoint does not keep to.
+	md.GrantTypes = slices.Clone(supportedGrantTypes)
 	kept, err := p.allowedRedirectURIs(md.RedirectURIs)
 	if err != nil {
 		return nil, bad(err)

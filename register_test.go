@@ -202,9 +202,11 @@ func TestRegisterHandler(t *testing.T) {
 		{name: "web application type recorded", status: 201,
 			body: regBody(func(m map[string]any) { m["application_type"] = "web" }),
 			then: func(t *testing.T, r response) { assert.Equal(t, "web", r["application_type"]) }},
-		{name: "authorization_code alone", status: 201,
+		{name: "authorization_code alone: the answer says refresh tokens come too, as they do", status: 201,
 			body: regBody(func(m map[string]any) { m["grant_types"] = []string{"authorization_code"} }),
-			then: func(t *testing.T, r response) { assert.Equal(t, []any{"authorization_code"}, r["grant_types"]) }},
+			then: func(t *testing.T, r response) {
+				assert.Equal(t, []any{"authorization_code", "refresh_token"}, r["grant_types"])
+			}},
 
 		{name: "a redirect URI of a scheme no pattern allows is dropped when others remain (Cursor)", status: 201,
 			body: regBody(func(m map[string]any) {
