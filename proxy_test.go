@@ -268,6 +268,47 @@ func (s *pauseStore) Lock(ctx context.Context, key string, ttl time.Duration) (f
 	return s.MemoryStore.Lock(ctx, key, ttl)
 }
 
+// TestProxyTokenRevokedElsewhereDuringARefresh: an MCP request whose
+// sign-in needs Cognito's tokens refreshed, and whose access token another
+// replica revokes while that refresh is at Cognito, is refused: the
+// revocation is read again after the wait, which can take seconds (the
+// grant's lock, Cognito), so the bound stays RevocationCheckInterval.
+func TestProxyTokenRevokedElsewhereDuringARefresh(t *testing.T) {
+	gate := &gateTransport{arrived: make(chan struct{}), open: make(chan struct{})}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+		gate.base = cfg.HTTPClient.Transport
+		cfg.HTTPClient = &http.Client{Transport: gate}
+		cfg.Store, cfg.AccessTokenTTL = cognitomcp.NewMemoryStore(), 2*time.Hour
+	})
+	c := f.register(loopbackRedirect)
+	access, _ := c.login()
+	other, err := cognitomcp.NewProxy(t.Context(), f.cfg) // another replica on the same store
+	require.NoError(t, err)
+	f.clock.Advance(61 * time.Minute) // Cognito's access token expired: the next MCP request refreshes it
+	gate.armed.Store(true)
+
+	status := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, f.proxy.Resource(), strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+access)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	<-gate.arrived
+	w := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/revoke", strings.NewReader(url.Values{"token": {access}, "client_id": {c.id}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	other.Handler(mcpEcho).ServeHTTP(w, req)
+	require.Equal(t, http.StatusOK, w.Code)
+	close(gate.open)
+	assert.Equal(t, http.StatusUnauthorized, <-status, "revoked while the request waited")
+}
+
 func TestProxyTokenEndpointRules(t *testing.T) {
 	f := newProxyFixture(t, nil)
 	c := f.register(loopbackRedirect)

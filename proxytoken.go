@@ -152,14 +152,8 @@ func (p *Proxy) checkProxyClaims(tc *proxyClaims, now time.Time) error {
 // liveGrant checks the token was not revoked and loads its grant,
 // refreshing Cognito's tokens first when they have expired.
 func (p *Proxy) liveGrant(ctx context.Context, tc *proxyClaims, now time.Time) (*grantRecord, error) {
-	// Any value under the token's revocation key revokes it, read without
-	// opening: one sealed under a key this replica does not have yet (an
-	// encryption key rolled out elsewhere first) must not read as absent.
-	switch _, err := p.store.Get(ctx, storeKey(kindRevoked, tc.ID)); {
-	case err == nil:
-		return nil, tokenError(ErrTokenRevoked, "token revoked")
-	case !errors.Is(err, ErrNotFound):
-		return nil, storeError("get", err)
+	if err := p.checkNotRevoked(ctx, tc.ID); err != nil {
+		return nil, err
 	}
 	var g grantRecord
 	switch err := p.get(ctx, storeKey(kindGrant, tc.GrantID), &g); {
@@ -177,7 +171,30 @@ func (p *Proxy) liveGrant(ctx context.Context, tc *proxyClaims, now time.Time) (
 	if now.Before(g.Upstream.Expiry.Add(-proxyTokenSkew)) {
 		return &g, nil
 	}
-	return p.refreshForRequest(ctx, tc.GrantID, now)
+	fresh, err := p.refreshForRequest(ctx, tc.GrantID, now)
+	if err != nil {
+		return nil, err
+	}
+	// Waiting for the grant's lock, and for Cognito, can take seconds: a
+	// revocation of the token meanwhile, on another replica, counts too.
+	if err := p.checkNotRevoked(ctx, tc.ID); err != nil {
+		return nil, err
+	}
+	return fresh, nil
+}
+
+// checkNotRevoked checks that no revocation of the access token jti is
+// stored. Any value under its revocation key revokes it, read without
+// opening: one sealed under a key this replica does not have yet (an
+// encryption key rolled out elsewhere first) must not read as absent.
+func (p *Proxy) checkNotRevoked(ctx context.Context, jti string) error {
+	switch _, err := p.store.Get(ctx, storeKey(kindRevoked, jti)); {
+	case err == nil:
+		return tokenError(ErrTokenRevoked, "token revoked")
+	case !errors.Is(err, ErrNotFound):
+		return storeError("get", err)
+	}
+	return nil
 }
 
 // refreshForRequest refreshes an expired Cognito token behind a request,
