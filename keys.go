@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 )
@@ -71,6 +72,56 @@ type KeyConfig struct {
 	// CookieKeys sign cookies (HMAC-SHA256); each is at least 32 bytes and
 	// distinct. Default: one key derived from MasterSecret.
 	CookieKeys [][]byte
+}
+
+// LogValue makes a SigningKey safe to log with log/slog: its ID and
+// algorithm, never a byte of the key.
+func (k SigningKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("ID", k.ID), slog.String("Alg", k.alg()))
+}
+
+// alg is the JWS algorithm the key signs with.
+func (k SigningKey) alg() string {
+	if k.PrivateKey != nil {
+		return "ES256"
+	}
+	return "HS256"
+}
+
+// LogValue makes an EncryptionKey safe to log with log/slog: its ID, never
+// a byte of the key.
+func (k EncryptionKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("ID", k.ID))
+}
+
+// LogValue makes a KeyConfig safe to log with log/slog (slog.Any("keys",
+// cfg)): MasterSecret shows as "REDACTED" when set, SigningKeys and
+// EncryptionKeys as their key IDs (signing keys with their algorithm),
+// CookieKeys, which have no ID, as a count. Never a byte of a key.
+func (c KeyConfig) LogValue() slog.Value {
+	signing := make([]string, len(c.SigningKeys))
+	for i, k := range c.SigningKeys {
+		signing[i] = k.ID + " (" + k.alg() + ")"
+	}
+	encryption := make([]string, len(c.EncryptionKeys))
+	for i, k := range c.EncryptionKeys {
+		encryption[i] = k.ID
+	}
+	return slog.GroupValue(
+		slog.String("MasterSecret", redactedIfSet(len(c.MasterSecret) > 0)),
+		slog.Any("SigningKeys", signing),
+		slog.Any("EncryptionKeys", encryption),
+		slog.Int("CookieKeys", len(c.CookieKeys)),
+	)
+}
+
+// redactedIfSet is what a log shows of a secret: "REDACTED" when it is set,
+// "" when it is not.
+func redactedIfSet(set bool) string {
+	if set {
+		return "REDACTED"
+	}
+	return ""
 }
 
 // Key sizes and limits.

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"strings"
 	"testing"
@@ -178,6 +179,49 @@ func TestKeyConfigValidation(t *testing.T) {
 			require.Error(t, err)
 			assert.True(t, strings.HasPrefix(err.Error(), tc.wantErr), "error %q, want prefix %q", err, tc.wantErr)
 		})
+	}
+}
+
+// secretForms are the ways a log handler may print key bytes: as text
+// (slog's text handler), base64 (encoding/json), hex, and fmt's %v of a
+// byte slice in a struct.
+func secretForms(key []byte) []string {
+	return []string{string(key), base64.StdEncoding.EncodeToString(key), hex.EncodeToString(key), fmt.Sprint(key)}
+}
+
+// logged is what slog's text and JSON handlers write for args.
+func logged(args ...any) string {
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", args...)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", args...)
+	return buf.String()
+}
+
+// TestKeyConfigLogValueHidesKeys: a KeyConfig, or one of its keys, logged
+// with slog shows key IDs, algorithms and counts, never a byte of a key.
+func TestKeyConfigLogValueHidesKeys(t *testing.T) {
+	ec := testECKey(t, 1)
+	cfg := KeyConfig{
+		MasterSecret:   []byte("master-secret-master-secret-0001"),
+		SigningKeys:    []SigningKey{{ID: "sig-1", Secret: []byte("signing-secret-signing-secret-01")}, {ID: "sig-2", PrivateKey: ec}},
+		EncryptionKeys: []EncryptionKey{{ID: "enc-1", Key: []byte("encryption-key-encryption-key-01")}},
+		CookieKeys:     [][]byte{[]byte("cookie-key-1-cookie-key-1-cookie"), []byte("cookie-key-2-cookie-key-2-cookie")},
+	}
+	require.NoError(t, cfg.validate(), "precondition: a valid config")
+	out := logged("keys", cfg, "pointer", &cfg, "signing", cfg.SigningKeys[0], "ec", cfg.SigningKeys[1], "encryption", cfg.EncryptionKeys[0])
+
+	ecRaw, err := ec.Bytes()
+	require.NoError(t, err)
+	secrets := [][]byte{cfg.MasterSecret, cfg.SigningKeys[0].Secret, cfg.EncryptionKeys[0].Key, cfg.CookieKeys[0], cfg.CookieKeys[1], ecRaw}
+	for _, key := range secrets {
+		for _, form := range secretForms(key) {
+			assert.NotContains(t, out, form, "a key of %q is in the log", key)
+		}
+	}
+	assert.NotContains(t, out, new(big.Int).SetBytes(ecRaw).String(), "the ES256 private key (decimal, as encoding/json writes it) is in the log")
+	for _, want := range []string{"keys.MasterSecret=REDACTED", `keys.SigningKeys="[sig-1 (HS256) sig-2 (ES256)]"`,
+		"keys.EncryptionKeys=[enc-1]", "keys.CookieKeys=2", "signing.ID=sig-1", "ec.Alg=ES256", "encryption.ID=enc-1"} {
+		assert.Contains(t, out, want)
 	}
 }
 

@@ -119,9 +119,9 @@ type ProxyConfig struct {
 	// one replica only; use NewRedisStore for several.
 	Store Store
 	// InsecureAllowNonAtomicStore accepts a Store whose Take is not atomic
-	// (AtomicTake() false). Codes, transactions and CSRF tokens may then be
-	// taken twice, even within one process; refreshes are serialised within
-	// one process only.
+	// (an AtomicTaker reporting false). Codes, transactions and CSRF tokens
+	// may then be taken twice, even within one process; refreshes are
+	// serialised within one process only.
 	InsecureAllowNonAtomicStore bool
 
 	// AccessTokenTTL is the lifetime of the proxy's access tokens. Default 1h.
@@ -160,6 +160,49 @@ type ProxyConfig struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// LogValue makes a ProxyConfig safe to log with log/slog (slog.Any("cfg",
+// cfg)): ClientSecret shows as "REDACTED" when set, Keys as
+// KeyConfig.LogValue shows them (key IDs and counts, never a byte of a
+// key), the URLs without userinfo, Store by its type, and HTTPClient,
+// ClientIP, Logger and Now by whether they are set. Every other field is
+// logged as it is.
+func (c ProxyConfig) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("UserPoolID", c.UserPoolID),
+		slog.String("Region", c.Region),
+		slog.String("IssuerURL", redactURL(c.IssuerURL)),
+		slog.String("DomainURL", redactURL(c.DomainURL)),
+		slog.String("ClientID", c.ClientID),
+		slog.String("ClientSecret", redactedIfSet(c.ClientSecret != "")),
+		slog.String("ClientAuthMethod", c.ClientAuthMethod),
+		slog.Any("Scopes", c.Scopes),
+		slog.Bool("ForwardResource", c.ForwardResource),
+		slog.String("BaseURL", redactURL(c.BaseURL)),
+		slog.String("MCPPath", c.MCPPath),
+		slog.String("CallbackPath", c.CallbackPath),
+		slog.String("ServiceName", c.ServiceName),
+		slog.Any("AllowedRedirectURIs", c.AllowedRedirectURIs),
+		slog.Any("UpstreamClientRedirectURIs", c.UpstreamClientRedirectURIs),
+		slog.Bool("DisableClientIDMetadataDocuments", c.DisableClientIDMetadataDocuments),
+		slog.Bool("InsecureAllowLoopbackMetadataDocuments", c.InsecureAllowLoopbackMetadataDocuments),
+		slog.Int("Consent", int(c.Consent)),
+		slog.Attr{Key: "Keys", Value: c.Keys.LogValue()},
+		slog.String("Store", fmt.Sprintf("%T", c.Store)),
+		slog.Bool("InsecureAllowNonAtomicStore", c.InsecureAllowNonAtomicStore),
+		slog.Duration("AccessTokenTTL", c.AccessTokenTTL),
+		slog.Duration("RefreshTokenTTL", c.RefreshTokenTTL),
+		slog.Duration("RefreshGracePeriod", c.RefreshGracePeriod),
+		slog.Duration("ClientTTL", c.ClientTTL),
+		slog.Duration("RevocationCheckInterval", c.RevocationCheckInterval),
+		slog.Any("AllowedOrigins", c.AllowedOrigins),
+		slog.Any("RateLimits", c.RateLimits),
+		slog.Bool("ClientIP", c.ClientIP != nil),
+		slog.Bool("HTTPClient", c.HTTPClient != nil),
+		slog.Bool("Logger", c.Logger != nil),
+		slog.Bool("Now", c.Now != nil),
+	)
 }
 
 // RateLimits are per-client-IP limits, in requests per minute; a client may
@@ -268,14 +311,14 @@ func NewProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	base, err := url.Parse(cfg.BaseURL)
 	if err != nil || base.Host == "" || base.User != nil || base.RawQuery != "" || base.Fragment != "" {
-		return fmt.Errorf("cognitomcp: ProxyConfig.BaseURL: %q is not an absolute URL without userinfo, query or fragment", cfg.BaseURL)
+		return fmt.Errorf("cognitomcp: ProxyConfig.BaseURL: %q is not an absolute URL without userinfo, query or fragment", redactURL(cfg.BaseURL))
 	}
 	switch {
 	case base.Scheme == "https":
 		p.secureCookie = true
 	case base.Scheme == "http" && isLoopbackHost(base.Hostname()):
 	default:
-		return fmt.Errorf("cognitomcp: ProxyConfig.BaseURL: %q must be https (http only on loopback)", cfg.BaseURL)
+		return fmt.Errorf("cognitomcp: ProxyConfig.BaseURL: %q must be https (http only on loopback)", redactURL(cfg.BaseURL))
 	}
 	// The canonical form: clients send resource=new URL(prm.resource).href,
 	// which lowercases the host and drops a default port.
@@ -360,7 +403,13 @@ func (p *Proxy) configureStore(_ context.Context, cfg *ProxyConfig) error {
 	if p.store == nil {
 		p.store = NewMemoryStore()
 	}
-	if a, ok := p.store.(interface{ AtomicTake() bool }); ok && !a.AtomicTake() && !cfg.InsecureAllowNonAtomicStore {
+	at, ok := p.store.(AtomicTaker)
+	switch {
+	case !ok:
+		// A wrapper (for metrics, tracing) that embeds Store hides
+		// AtomicTake: refusing it would refuse a user's own atomic store.
+		p.logger.Warn("cognitomcp: ProxyConfig.Store is not an AtomicTaker, so the proxy cannot tell whether its Take is atomic; if it is not, codes, CSRF tokens and refresh tokens could be redeemed twice; a store whose Take is atomic should say so with AtomicTake, and a wrapper around a store must pass AtomicTake through")
+	case !at.AtomicTake() && !cfg.InsecureAllowNonAtomicStore:
 		return errors.New("cognitomcp: ProxyConfig.Store: its Take is not atomic, so codes and refresh tokens could be redeemed twice across replicas; use NewRedisStore or NewMemoryStore, or set InsecureAllowNonAtomicStore")
 	}
 	if _, ok := p.store.(Locker); !ok {
@@ -419,7 +468,7 @@ func (p *Proxy) configureUpstream(ctx context.Context, cfg *ProxyConfig) error {
 			return fmt.Errorf("cognitomcp: ProxyConfig.DomainURL: %w", err)
 		}
 		if u, _ := url.Parse(cfg.DomainURL); strings.Trim(u.Path, "/") != "" {
-			return fmt.Errorf("cognitomcp: ProxyConfig.DomainURL: %q must be the domain alone, e.g. https://myapp.auth.eu-west-1.amazoncognito.com", cfg.DomainURL)
+			return fmt.Errorf("cognitomcp: ProxyConfig.DomainURL: %q must be the domain alone, e.g. https://myapp.auth.eu-west-1.amazoncognito.com", redactURL(cfg.DomainURL))
 		}
 		d := strings.TrimSuffix(cfg.DomainURL, "/")
 		endpoints = oauth2.Endpoint{AuthURL: d + "/oauth2/authorize", TokenURL: d + "/oauth2/token"}

@@ -2,11 +2,15 @@ package cognitomcp_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	gocachestore "github.com/eko/gocache/store/go_cache/v4"
+	gocache "github.com/patrickmn/go-cache"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -225,6 +231,22 @@ func (g *gateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return g.base.RoundTrip(r)
 }
 
+// contendedStore is a MemoryStore that closes contended the first time
+// Lock finds the lock held: someone is waiting for it.
+type contendedStore struct {
+	*cognitomcp.MemoryStore
+	once      sync.Once
+	contended chan struct{}
+}
+
+func (s *contendedStore) Lock(ctx context.Context, key string, ttl time.Duration) (func(context.Context) error, error) {
+	unlock, err := s.MemoryStore.Lock(ctx, key, ttl)
+	if errors.Is(err, cognitomcp.ErrLocked) {
+		s.once.Do(func() { close(s.contended) })
+	}
+	return unlock, err
+}
+
 // TestProxyRevokeDuringRefresh: a revocation that arrives while a refresh
 // of the same sign-in is at Cognito (holding the grant's lock) waits for
 // that refresh, and the family stays revoked: the refresh cannot store the
@@ -247,9 +269,11 @@ func TestProxyRevokeDuringRefresh(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gate := &gateTransport{arrived: make(chan struct{}), open: make(chan struct{})}
+			store := &contendedStore{MemoryStore: cognitomcp.NewMemoryStore(), contended: make(chan struct{})}
 			f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
 				gate.base = cfg.HTTPClient.Transport
 				cfg.HTTPClient = &http.Client{Transport: gate}
+				cfg.Store = store
 			})
 			c := f.register(loopbackRedirect)
 			code := c.signIn(nil).Get("code")
@@ -290,7 +314,9 @@ func TestProxyRevokeDuringRefresh(t *testing.T) {
 			select {
 			case rev = <-revoked:
 				t.Errorf("the revocation answered %d while a refresh of its grant was in flight", rev.status)
-			case <-time.After(200 * time.Millisecond): // it waits for the grant's lock
+			case <-store.contended: // it waits for the grant's lock, which the refresh holds
+			case <-time.After(10 * time.Second): // a bound on a hang, not a synchronisation
+				t.Errorf("the revocation neither answered nor waited for the grant's lock")
 			}
 			close(gate.open)
 			ref := <-refreshed
@@ -559,6 +585,12 @@ func TestProxyScopesCognitoWithholds(t *testing.T) {
 	assert.Equal(t, []any{"openid"}, claims["scopes"])
 
 	suppress = []string{"openid", "email", "profile"}
+	f.clock.Advance(time.Hour) // Cognito now withholds every scope of the sign-in: it ends
+	status, _ = c.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {out["refresh_token"].(string)}})
+	assert.Equal(t, http.StatusUnauthorized, status)
+	assert.Contains(t, f.logs.String(), `why="every scope of the sign-in now withheld by Cognito"`)
+	assert.NotContains(t, f.logs.String(), "Cognito refused the refresh token", "Cognito refused nothing")
+
 	q := c.signIn(all)
 	assert.Equal(t, "access_denied", q.Get("error"), "Cognito granted none of the requested scopes")
 	assert.Empty(t, q.Get("code"))
@@ -575,6 +607,60 @@ func TestProxyWarnsWithoutLocker(t *testing.T) {
 	assert.Contains(t, wrapped.logs.String(), "is not a Locker")
 	plain := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = cognitomcp.NewMemoryStore() })
 	assert.NotContains(t, plain.logs.String(), "Locker")
+}
+
+// forwardingStore is what a user writes to add metrics or tracing to a
+// Store: it holds the store in a field and forwards the four methods of
+// Store, and nothing else.
+type forwardingStore struct{ inner cognitomcp.Store }
+
+func (s forwardingStore) Get(ctx context.Context, k string) ([]byte, error) {
+	return s.inner.Get(ctx, k)
+}
+func (s forwardingStore) Set(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	return s.inner.Set(ctx, k, v, ttl)
+}
+func (s forwardingStore) Delete(ctx context.Context, k string) error { return s.inner.Delete(ctx, k) }
+func (s forwardingStore) Take(ctx context.Context, k string) ([]byte, error) {
+	return s.inner.Take(ctx, k)
+}
+
+// atomicForwardingStore also forwards AtomicTake, as Store's doc asks.
+type atomicForwardingStore struct{ forwardingStore }
+
+func (s atomicForwardingStore) AtomicTake() bool {
+	return s.inner.(cognitomcp.AtomicTaker).AtomicTake()
+}
+
+// TestProxyStoreAtomicity: NewProxy refuses a store whose Take is not
+// atomic (an AtomicTaker reporting false), bare or behind a wrapper that
+// forwards AtomicTake, unless InsecureAllowNonAtomicStore is set. A store
+// that does not say (a wrapper hiding AtomicTake, or a user's own store) is
+// accepted with a warning at start, since it may be a non-atomic one; a
+// store that says its Take is atomic gets none.
+func TestProxyStoreAtomicity(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	cache := cognitomcp.NewCacheStore(gocachestore.NewGoCache(gocache.New(gocache.NoExpiration, 0)), cognitomcp.CacheStoreOptions{})
+	for name, store := range map[string]cognitomcp.Store{
+		"a CacheStore":                    cache,
+		"a wrapper forwarding AtomicTake": atomicForwardingStore{forwardingStore{cache}},
+	} {
+		cfg := f.cfg
+		cfg.Store = store
+		_, err := cognitomcp.NewProxy(t.Context(), cfg)
+		assert.ErrorContains(t, err, "ProxyConfig.Store: its Take is not atomic", name)
+		cfg.InsecureAllowNonAtomicStore = true
+		_, err = cognitomcp.NewProxy(t.Context(), cfg)
+		assert.NoError(t, err, "%s with InsecureAllowNonAtomicStore", name)
+	}
+
+	hidden := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = forwardingStore{cache} })
+	assert.Contains(t, hidden.logs.String(), `level=WARN msg="cognitomcp: ProxyConfig.Store is not an AtomicTaker`,
+		"a CacheStore behind a wrapper that hides AtomicTake is accepted silently")
+	says := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Store = atomicForwardingStore{forwardingStore{cognitomcp.NewMemoryStore()}}
+	})
+	assert.NotContains(t, says.logs.String(), "AtomicTaker")
 }
 
 // TestProxySignInOutlastsTheConsentPage: once the user approves, the
@@ -832,6 +918,74 @@ func TestProxyConfigMistakes(t *testing.T) {
 		tc.mod(&cfg)
 		_, err := cognitomcp.NewProxy(t.Context(), cfg)
 		assert.ErrorContains(t, err, tc.field, name)
+	}
+}
+
+// TestProxyConfigErrorsHideURLCredentials: a URL setting refused at start
+// is quoted in the error without its userinfo, which may hold a password
+// (operators log that error): whether it is refused for the userinfo
+// itself, for something else, or does not parse, and a password holding an
+// unescaped "/" (which a URL parser reads as the path) included.
+func TestProxyConfigErrorsHideURLCredentials(t *testing.T) {
+	const pw = "PW-s3cret"
+	f := newProxyFixture(t, nil)
+	withCreds := func(raw, userinfo string) string { return strings.Replace(raw, "://", "://"+userinfo+"@", 1) }
+	for _, tc := range []struct {
+		name, field string
+		mod         func(*cognitomcp.ProxyConfig)
+	}{
+		{"BaseURL with userinfo", "ProxyConfig.BaseURL", func(c *cognitomcp.ProxyConfig) { c.BaseURL = "https://ops:" + pw + "@mcp.example.com" }},
+		{"BaseURL not https, a slash in the password", "ProxyConfig.BaseURL", func(c *cognitomcp.ProxyConfig) {
+			c.BaseURL = "http://ops:12/" + pw + "@mcp.example.com"
+		}},
+		{"IssuerURL with userinfo", "VerifierConfig.IssuerURL", func(c *cognitomcp.ProxyConfig) { c.IssuerURL = withCreds(f.pool.Issuer, "ops:"+pw) }},
+		{"IssuerURL that does not parse", "VerifierConfig.IssuerURL", func(c *cognitomcp.ProxyConfig) {
+			c.IssuerURL = withCreds(f.pool.Issuer, "ops:"+pw+"%zz")
+		}},
+		{"DomainURL with userinfo", "ProxyConfig.DomainURL", func(c *cognitomcp.ProxyConfig) { c.DomainURL = withCreds(f.pool.DomainURL, "ops:"+pw) }},
+		{"DomainURL with a path, a slash in the password", "ProxyConfig.DomainURL", func(c *cognitomcp.ProxyConfig) {
+			c.DomainURL = "https://ops:12/" + pw + "@myapp.auth.eu-west-1.amazoncognito.com"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := f.cfg
+			tc.mod(&cfg)
+			_, err := cognitomcp.NewProxy(t.Context(), cfg)
+			require.ErrorContains(t, err, tc.field)
+			assert.NotContains(t, err.Error(), pw, "the password is quoted in the error")
+			assert.Contains(t, err.Error(), "xxxxx@", "the URL is quoted, its userinfo redacted")
+		})
+	}
+}
+
+// TestProxyConfigLogsNoSecret: a ProxyConfig logged with slog (text or
+// JSON) shows neither the client secret, nor a byte of its keys, nor a
+// password in its URLs, and still shows every field.
+func TestProxyConfigLogsNoSecret(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	cfg := f.cfg
+	cfg.DomainURL = "https://ops:PW-s3cret@myapp.auth.eu-west-1.amazoncognito.com"
+	cfg.Keys.SigningKeys = []cognitomcp.SigningKey{{ID: "sig-1", Secret: []byte("signing-secret-signing-secret-01")}}
+	var buf syncBuffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("start", "cfg", cfg)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "cfg", &cfg)
+	out := buf.String()
+
+	for _, secret := range []string{cfg.ClientSecret, string(cfg.Keys.MasterSecret), string(cfg.Keys.SigningKeys[0].Secret), "PW-s3cret"} {
+		require.NotEmpty(t, secret)
+		assert.NotContains(t, out, secret)
+	}
+	for _, key := range [][]byte{cfg.Keys.MasterSecret, cfg.Keys.SigningKeys[0].Secret} {
+		assert.NotContains(t, out, fmt.Sprint(key), "key bytes, as fmt prints them")
+		assert.NotContains(t, out, base64.StdEncoding.EncodeToString(key), "key bytes, as encoding/json writes them")
+	}
+	for _, want := range []string{"cfg.ClientID=" + cfg.ClientID, "cfg.ClientSecret=REDACTED", "cfg.BaseURL=" + cfg.BaseURL,
+		"cfg.DomainURL=https://xxxxx@myapp.auth.eu-west-1.amazoncognito.com", "cfg.Keys.MasterSecret=REDACTED", `cfg.Keys.SigningKeys="[sig-1 (HS256)]"`} {
+		assert.Contains(t, out, want)
+	}
+	fields := reflect.TypeFor[cognitomcp.ProxyConfig]()
+	for i := range fields.NumField() {
+		assert.Contains(t, out, `"`+fields.Field(i).Name+`":`, "a field LogValue leaves out")
 	}
 }
 

@@ -33,13 +33,16 @@ var ErrStoreFull = errors.New("cognitomcp: store full")
 // that is absent or expired (never for a backend failure).
 //
 // Take must be atomic: of concurrent Takes of one key, across every replica
-// sharing the store, at most one returns the value. A Store whose Take is not
-// atomic must say so with an AtomicTake method returning false.
+// sharing the store, at most one returns the value. A Store says whether it
+// is by being an AtomicTaker: the proxy refuses one reporting false (unless
+// ProxyConfig.InsecureAllowNonAtomicStore is set) and warns at start about
+// one that is not an AtomicTaker.
 //
 // A Store shared by several replicas should also be a Locker; the proxy
 // warns at start when it is not. A type that wraps a Store (for metrics or
-// tracing) by embedding it hides Lock: give the wrapper a Lock method that
-// calls the wrapped store's.
+// tracing) by embedding the Store interface hides AtomicTake and Lock: give
+// the wrapper AtomicTake and Lock methods that call the wrapped store's, so
+// that it is an AtomicTaker and a Locker exactly when the store is.
 type Store interface {
 	// Get returns the value of key, or ErrNotFound when absent or expired.
 	Get(ctx context.Context, key string) ([]byte, error)
@@ -60,6 +63,18 @@ type Adder interface {
 	Add(ctx context.Context, key string, v []byte, ttl time.Duration) (bool, error)
 }
 
+// AtomicTaker is implemented by stores that say whether their Take is
+// atomic across every replica sharing the store. Implement it, returning
+// true, on a Store whose Take is atomic (a single GETDEL, a transaction);
+// a wrapper around a Store should forward it. NewProxy refuses a store whose
+// AtomicTake reports false unless ProxyConfig.InsecureAllowNonAtomicStore
+// is set, and warns at start about a store that is not an AtomicTaker.
+type AtomicTaker interface {
+	// AtomicTake reports whether Take is atomic: of concurrent Takes of one
+	// key, across every replica, at most one returns the value.
+	AtomicTake() bool
+}
+
 // Locker is implemented by stores that offer a lock with expiry shared by
 // every replica.
 type Locker interface {
@@ -73,9 +88,12 @@ type Locker interface {
 }
 
 var (
-	_ Store  = (*MemoryStore)(nil)
-	_ Adder  = (*MemoryStore)(nil)
-	_ Locker = (*MemoryStore)(nil)
+	_ Store       = (*MemoryStore)(nil)
+	_ Adder       = (*MemoryStore)(nil)
+	_ Locker      = (*MemoryStore)(nil)
+	_ AtomicTaker = (*MemoryStore)(nil)
+	_ AtomicTaker = (*RedisStore)(nil)
+	_ AtomicTaker = (*CacheStore)(nil)
 )
 
 // storeTTL rejects a ttl that would store a value forever or not at all.

@@ -478,7 +478,7 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 // Why refreshUpstream failed, besides Cognito's own answer.
 var (
 	errNoUpstreamRefresh = errors.New("the sign-in holds no Cognito refresh token")
-	errScopesWithheld    = errors.New("Cognito now withholds every scope of the sign-in")
+	errScopesWithheld    = errors.New("every scope of the sign-in now withheld by Cognito")
 	errUpstreamVerify    = errors.New("refreshed Cognito tokens fail verification")
 )
 

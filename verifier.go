@@ -75,7 +75,7 @@ type VerifierConfig struct {
 	HTTPClient *http.Client
 
 	// JWKSRefreshInterval is the least time between two JWKS fetches caused
-	// by tokens with an unknown kid. Default 1 minute.
+	// by tokens with an unknown kid. Default 1 minute; negative is an error.
 	JWKSRefreshInterval time.Duration
 
 	// CacheSize bounds the verified-token cache, in tokens. Default 10,000;
@@ -177,6 +177,9 @@ func newVerifierWithDiscovery(ctx context.Context, cfg VerifierConfig) (*Verifie
 	if cfg.CacheMaxBytes < 0 {
 		return nil, nil, fmt.Errorf("cognitomcp: VerifierConfig.CacheMaxBytes: %d is negative", cfg.CacheMaxBytes)
 	}
+	if cfg.JWKSRefreshInterval < 0 {
+		return nil, nil, fmt.Errorf("cognitomcp: VerifierConfig.JWKSRefreshInterval: %v is negative", cfg.JWKSRefreshInterval)
+	}
 	client := cfg.HTTPClient
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
@@ -190,7 +193,7 @@ func newVerifierWithDiscovery(ctx context.Context, cfg VerifierConfig) (*Verifie
 		return nil, nil, err
 	}
 	interval := cfg.JWKSRefreshInterval
-	if interval <= 0 {
+	if interval == 0 {
 		interval = time.Minute
 	}
 	ks := newKeySet(doc.JWKSURI, client, now, interval)
@@ -280,11 +283,12 @@ func CognitoIssuers(poolID string) []string {
 	}
 }
 
-// checkIssuerURL requires an absolute https URL, or http on loopback.
+// checkIssuerURL requires an absolute https URL, or http on loopback. Its
+// errors quote raw without its userinfo.
 func checkIssuerURL(raw string, allowHTTP bool) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("%q is not an absolute URL without query, fragment or userinfo", raw)
+		return fmt.Errorf("%q is not an absolute URL without query, fragment or userinfo", redactURL(raw))
 	}
 	switch u.Scheme {
 	case "https":
@@ -293,9 +297,25 @@ func checkIssuerURL(raw string, allowHTTP bool) error {
 		if allowHTTP || isLoopbackHost(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("%q uses plain http on a non-loopback host", raw)
+		return fmt.Errorf("%q uses plain http on a non-loopback host", redactURL(raw))
 	}
-	return fmt.Errorf("%q is neither https nor http", raw)
+	return fmt.Errorf("%q is neither https nor http", redactURL(raw))
+}
+
+// redactURL is raw fit to quote in an error or a log: when it holds an "@",
+// everything between its scheme and the last "@" becomes "xxxxx", since
+// that may hold a password, even in a URL that does not parse as one with
+// userinfo (a password holding "/", "?" or "#" unescaped).
+func redactURL(raw string) string {
+	at := strings.LastIndexByte(raw, '@')
+	if at < 0 {
+		return raw
+	}
+	scheme := ""
+	if i := strings.Index(raw[:at], "://"); i >= 0 {
+		scheme = raw[:i+len("://")]
+	}
+	return scheme + "xxxxx" + raw[at:]
 }
 
 // isLoopbackHost reports whether host is localhost or a loopback IP literal.

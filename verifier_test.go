@@ -461,6 +461,9 @@ func TestNewVerifierConfig(t *testing.T) {
 		{"bad token use", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, TokenUse: "refresh"}, "TokenUse"},
 		{"http issuer off loopback", cognitomcp.VerifierConfig{IssuerURL: "http://cognito.example.com/p", ClientIDs: []string{"c"}}, "plain http"},
 		{"skew too large", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, ClockSkew: time.Hour}, "ClockSkew"},
+		// Not silently the default, as a negative CacheMaxBytes is not.
+		{"negative JWKS refresh interval", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, JWKSRefreshInterval: -time.Minute},
+			"VerifierConfig.JWKSRefreshInterval: -1m0s is negative"},
 		// What strings.Split of an empty setting gives: it would refuse every token.
 		{"blank required scope", cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{"c"}, RequiredScopes: strings.Split("", ",")},
 			`VerifierConfig.RequiredScopes: "" is not a name`},

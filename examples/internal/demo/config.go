@@ -160,7 +160,7 @@ func (c *config) loadCognito() error {
 	}
 	for _, v := range []struct{ name, value string }{{"COGNITO_ISSUER_URL", c.IssuerURL}, {"COGNITO_DOMAIN", c.DomainURL}} {
 		if u, err := url.Parse(v.value); v.value != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
-			return configErrorf("%s: %q is not an absolute http(s) URL", v.name, v.value)
+			return configErrorf("%s: %q is not an absolute http(s) URL", v.name, redactURL(v.value))
 		}
 	}
 	return nil
@@ -175,13 +175,13 @@ func (c *config) loadAddress(base, addr string) error {
 	if base != "" {
 		u, err := url.Parse(base)
 		if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-			return configErrorf("BASE_URL: %q is not an absolute URL without userinfo, query or fragment", base)
+			return configErrorf("BASE_URL: %q is not an absolute URL without userinfo, query or fragment", redactURL(base))
 		}
 		switch {
 		case u.Scheme == "https":
 		case u.Scheme == "http" && isLoopback(u.Hostname()):
 		default:
-			return configErrorf("BASE_URL: %q must be https (plain http only on localhost)", base)
+			return configErrorf("BASE_URL: %q must be https (plain http only on localhost)", redactURL(base))
 		}
 		c.BaseURL = strings.TrimSuffix(base, "/")
 		switch {
@@ -239,6 +239,21 @@ func followURL(addr string, bound net.Addr) string {
 		host = "localhost"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// redactURL is raw fit to quote in an error: everything between its scheme
+// and its last "@" becomes "xxxxx", since that may hold a password, even in
+// a URL that does not parse (as cognitomcp does for its own settings).
+func redactURL(raw string) string {
+	at := strings.LastIndexByte(raw, '@')
+	if at < 0 {
+		return raw
+	}
+	scheme := ""
+	if i := strings.Index(raw[:at], "://"); i >= 0 {
+		scheme = raw[:i+len("://")]
+	}
+	return scheme + "xxxxx" + raw[at:]
 }
 
 func isLoopback(host string) bool {

@@ -94,6 +94,16 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: `BASE_URL: "https://mcp.example.com/?a=b" is not an absolute URL without userinfo, query or fragment`},
 		{name: "BASE_URL relative", env: map[string]string{"BASE_URL": "/mcp"},
 			wantErr: `BASE_URL: "/mcp" is not an absolute URL without userinfo, query or fragment`},
+		// A password in a URL setting never reaches the error (which main
+		// prints), whether or not the URL parses.
+		{name: "BASE_URL with a password", env: map[string]string{"BASE_URL": "https://ops:PW-s3cret@mcp.example.com"},
+			wantErr: `BASE_URL: "https://xxxxx@mcp.example.com" is not an absolute URL without userinfo, query or fragment`},
+		{name: "http BASE_URL with a password holding a slash", env: map[string]string{"BASE_URL": "http://ops:12/PW-s3cret@mcp.example.com"},
+			wantErr: `BASE_URL: "http://xxxxx@mcp.example.com" must be https (plain http only on localhost)`},
+		{name: "issuer URL with a password, not http(s)", env: map[string]string{"COGNITO_ISSUER_URL": "ftp://ops:PW-s3cret@cognito.example.com/p", "COGNITO_CLIENT_ID": "app"},
+			wantErr: `COGNITO_ISSUER_URL: "ftp://xxxxx@cognito.example.com/p" is not an absolute http(s) URL`},
+		{name: "domain with a password that does not parse", env: with(real, "COGNITO_DOMAIN", "https://ops:PW%zz@myapp.auth.eu-west-1.amazoncognito.com"),
+			wantErr: `COGNITO_DOMAIN: "https://xxxxx@myapp.auth.eu-west-1.amazoncognito.com" is not an absolute http(s) URL`},
 		{name: "ADDR without port", env: map[string]string{"ADDR": "localhost"},
 			wantErr: `ADDR: "localhost" is not host:port, e.g. localhost:8000 or :8000`},
 		{name: "ADDR off loopback without BASE_URL", env: map[string]string{"ADDR": "10.0.0.5:8000"},
