@@ -38,7 +38,7 @@ const maxStateLen = 2048
 // otherwise.
 func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !p.limits.authorize.allow(p.clientIP(r)) {
-		p.errorPage(w, r, oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavail, "Too many sign-in attempts from this address. Try again in a minute.", nil))
+		p.errorPage(w, r, oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavailable, "Too many sign-in attempts from this address. Try again in a minute.", nil))
 		return
 	}
 	q, e := authorizeParams(w, r)
@@ -147,7 +147,7 @@ func (p *Proxy) newTransaction(q url.Values, client *clientRecord, redirect stri
 	case "": // a required parameter missing (RFC 6749 §4.1.2.1), not an unsupported value
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "response_type is required", nil)
 	default:
-		return nil, oauthError(http.StatusBadRequest, CodeUnsupportedRespType, "response_type must be code", nil)
+		return nil, oauthError(http.StatusBadRequest, CodeUnsupportedResponseType, "response_type must be code", nil)
 	}
 	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
 	switch {

@@ -82,8 +82,8 @@ func cognitoAuthorizeError(code string) *Error {
 	switch code {
 	case CodeAccessDenied:
 		return oauthError(http.StatusForbidden, CodeAccessDenied, "sign-in at the identity provider was denied", err)
-	case CodeTemporarilyUnavail:
-		return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", err)
+	case CodeTemporarilyUnavailable:
+		return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "the identity provider is unavailable", err)
 	}
 	return oauthError(http.StatusBadGateway, CodeServerError, "sign-in at the identity provider did not complete", err)
 }
@@ -160,7 +160,7 @@ func (p *Proxy) grantFromCognito(ctx context.Context, code string, txn *transact
 	user, expiry, held, err := p.verifyUpstream(ctx, tok, txn.UpstreamNonce)
 	switch {
 	case errors.Is(err, ErrKeySetUnavailable): // Cognito's keys out of reach: the client may try again
-		return nil, oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", fmt.Errorf("verify Cognito tokens: %w", err))
+		return nil, oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "the identity provider is unavailable", fmt.Errorf("verify Cognito tokens: %w", err))
 	case err != nil:
 		return nil, fail("Cognito's tokens failed verification at the callback (check ProxyConfig.ClientID and the pool)", err)
 	}

@@ -94,7 +94,7 @@ func (p *Proxy) showConsent(w http.ResponseWriter, r *http.Request) {
 	// Each rendering stores a CSRF token: the page counts against the
 	// authorization rate limit, so reloads cannot fill the store.
 	if !p.limits.authorize.allow(p.clientIP(r)) {
-		p.errorPage(w, r, oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavail, "Too many sign-in attempts from this address. Try again in a minute.", nil))
+		p.errorPage(w, r, oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavailable, "Too many sign-in attempts from this address. Try again in a minute.", nil))
 		return
 	}
 	txnID := r.URL.Query().Get("txn")

@@ -32,25 +32,21 @@ var (
 
 // OAuth error codes (RFC 6749 §5.2, RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 8707).
 const (
-	CodeInvalidRequest       = "invalid_request"
-	CodeInvalidToken         = "invalid_token"
-	CodeInsufficientScope    = "insufficient_scope"
-	CodeAccessDenied         = "access_denied"
-	CodeInvalidClient        = "invalid_client"
-	CodeInvalidGrant         = "invalid_grant"
-	CodeUnauthorizedClient   = "unauthorized_client"
-	CodeUnsupportedGrantType = "unsupported_grant_type"
-	CodeUnsupportedRespType  = "unsupported_response_type"
-	CodeInvalidScope         = "invalid_scope"
-	CodeInvalidTarget        = "invalid_target"
-	CodeServerError          = "server_error"
-	CodeTemporarilyUnavail   = "temporarily_unavailable"
-	CodeInvalidRedirectURI   = "invalid_redirect_uri"
-	CodeInvalidClientMeta    = "invalid_client_metadata"
-	// CodeSlowDown is RFC 8628's "slow down"; the proxy no longer answers
-	// it (rate-limited requests get 429 temporarily_unavailable) and keeps
-	// it for code that compares against it.
-	CodeSlowDown = "slow_down"
+	CodeInvalidRequest          = "invalid_request"
+	CodeInvalidToken            = "invalid_token"
+	CodeInsufficientScope       = "insufficient_scope"
+	CodeAccessDenied            = "access_denied"
+	CodeInvalidClient           = "invalid_client"
+	CodeInvalidGrant            = "invalid_grant"
+	CodeUnauthorizedClient      = "unauthorized_client"
+	CodeUnsupportedGrantType    = "unsupported_grant_type"
+	CodeUnsupportedResponseType = "unsupported_response_type"
+	CodeInvalidScope            = "invalid_scope"
+	CodeInvalidTarget           = "invalid_target"
+	CodeServerError             = "server_error"
+	CodeTemporarilyUnavailable  = "temporarily_unavailable"
+	CodeInvalidRedirectURI      = "invalid_redirect_uri"
+	CodeInvalidClientMetadata   = "invalid_client_metadata"
 )
 
 // Error is a failure as the HTTP layer answers it: a status, an OAuth error
@@ -107,7 +103,7 @@ func asError(err error) *Error {
 	case errors.Is(err, ErrNoToken):
 		return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: "a bearer token is required", Err: err}
 	case errors.Is(err, ErrKeySetUnavailable), errors.Is(err, ErrUnavailable):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavail, Description: "the service is temporarily unavailable", Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Description: "the service is temporarily unavailable", Err: err}
 	case errors.Is(err, ErrInvalidToken) || isTokenFailure(err):
 		return tokenError(err, "invalid token")
 	case errors.Is(err, ErrInvalidRequest):

@@ -252,7 +252,7 @@ func ExampleProxy_chi() {
 		r.Handle(path, proxy)
 	}
 	r.Group(func(r chi.Router) {
-		r.Use(proxy.CheckOrigin, proxy.RequireToken())
+		r.Use(proxy.CheckOrigin(), proxy.RequireToken())
 		r.Handle("/mcp", hello) // hello stands for the MCP server
 	})
 

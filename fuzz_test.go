@@ -386,7 +386,7 @@ func FuzzRegisterJSON(f *testing.F) {
 				t.Fatalf("registered the name %q: %v", name, err)
 			}
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-			if c := out["error"]; c != CodeInvalidClientMeta && c != CodeInvalidRedirectURI {
+			if c := out["error"]; c != CodeInvalidClientMetadata && c != CodeInvalidRedirectURI {
 				t.Fatalf("refused with %v", c)
 			}
 		default:

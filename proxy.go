@@ -682,9 +682,10 @@ func (p *Proxy) RequireToken() func(http.Handler) http.Handler {
 // CheckOrigin returns middleware that answers 403 to a request whose Origin
 // header is present and not allowed (MCP transports: DNS-rebinding defence),
 // before authentication, and adds the CORS headers browser-based MCP clients
-// need to allowed origins.
-func (p *Proxy) CheckOrigin(next http.Handler) http.Handler {
-	return p.origins.wrap(next)
+// need to allowed origins (ProxyConfig.AllowedOrigins). Put it outside
+// RequireToken, as Handler does: r.Use(p.CheckOrigin(), p.RequireToken()).
+func (p *Proxy) CheckOrigin() func(http.Handler) http.Handler {
+	return p.origins.wrap
 }
 
 func truncate(s string, n int) string {

@@ -192,7 +192,7 @@ func writeRateLimited(w http.ResponseWriter, l *rateLimiter) {
 	setRetryAfter(w, l)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusTooManyRequests, map[string]string{
-		"error":             CodeTemporarilyUnavail,
+		"error":             CodeTemporarilyUnavailable,
 		"error_description": "too many requests from this address; retry later",
 	})
 }
@@ -204,7 +204,7 @@ func writeRateLimited(w http.ResponseWriter, l *rateLimiter) {
 // at /token as a server error and answers it by sending the user back to
 // sign in; temporarily_unavailable it reports, and retries later.
 func rateLimited() *Error {
-	return oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavail, "too many requests from this address; retry later", nil)
+	return oauthError(http.StatusTooManyRequests, CodeTemporarilyUnavailable, "too many requests from this address; retry later", nil)
 }
 
 // setRetryAfter sets Retry-After to the whole seconds one request's budget

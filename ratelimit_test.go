@@ -202,7 +202,7 @@ func TestRateLimitResponse(t *testing.T) {
 	assert.Equal(t, "no-store", w.Header().Get("Cache-Control"))
 	var body map[string]string
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &body))
-	assert.Equal(t, CodeTemporarilyUnavail, body["error"])
+	assert.Equal(t, CodeTemporarilyUnavailable, body["error"])
 }
 
 func BenchmarkRateLimitAllow(b *testing.B) {

@@ -63,7 +63,7 @@ func (p *Proxy) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.put(r.Context(), storeKey(kindClient, rec.ID), rec, p.clientTTL); err != nil {
-		e := oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "registration is temporarily unavailable; retry later", err)
+		e := oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "registration is temporarily unavailable; retry later", err)
 		p.logRefusal(r, e)
 		writeOAuthError(w, e)
 		return
@@ -109,18 +109,18 @@ type registrationResponse struct {
 // readRegistration reads and checks the registration request.
 func (p *Proxy) readRegistration(w http.ResponseWriter, r *http.Request) (*clientRecord, *Error) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, "the body must be application/json", err)
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMetadata, "the body must be application/json", err)
 	}
 	body, err := readBody(w, r)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, oauthError(http.StatusRequestEntityTooLarge, CodeInvalidClientMeta, "the body is larger than 64 KiB", err)
+			return nil, oauthError(http.StatusRequestEntityTooLarge, CodeInvalidClientMetadata, "the body is larger than 64 KiB", err)
 		}
-		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, "the body could not be read", err)
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMetadata, "the body could not be read", err)
 	}
 	md, err := decodeClientMetadata(body)
 	if err != nil {
-		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMeta, err.Error(), err) // err for the log too
+		return nil, oauthError(http.StatusBadRequest, CodeInvalidClientMetadata, err.Error(), err) // err for the log too
 	}
 	return p.newRegistration(md)
 }
@@ -128,7 +128,7 @@ func (p *Proxy) readRegistration(w http.ResponseWriter, r *http.Request) (*clien
 // newRegistration checks md against the proxy's policy and builds the client.
 func (p *Proxy) newRegistration(md *clientMetadata) (*clientRecord, *Error) {
 	bad := func(err error) *Error {
-		code := CodeInvalidClientMeta
+		code := CodeInvalidClientMetadata
 		if errors.Is(err, errRedirectURI) {
 			code = CodeInvalidRedirectURI
 		}

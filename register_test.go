@@ -221,11 +221,11 @@ func TestRegisterHandler(t *testing.T) {
 			})},
 		{name: "a dangerous redirect URI refuses the registration, allowed ones beside it or not", status: 400, code: CodeInvalidRedirectURI,
 			body: regBody(func(m map[string]any) { m["redirect_uris"] = []string{"http://localhost/cb", "javascript:alert(1)"} })},
-		{name: "missing redirect_uris", body: `{"client_name":"x"}`, status: 400, code: CodeInvalidClientMeta},
-		{name: "null redirect_uris", body: `{"client_name":"x","redirect_uris":null}`, status: 400, code: CodeInvalidClientMeta},
-		{name: "empty redirect_uris", body: `{"redirect_uris":[]}`, status: 400, code: CodeInvalidClientMeta},
-		{name: "redirect_uris of the wrong type", body: `{"redirect_uris":"http://127.0.0.1/cb"}`, status: 400, code: CodeInvalidClientMeta},
-		{name: "member names are case-sensitive", body: `{"REDIRECT_URIS":["http://127.0.0.1/cb"]}`, status: 400, code: CodeInvalidClientMeta},
+		{name: "missing redirect_uris", body: `{"client_name":"x"}`, status: 400, code: CodeInvalidClientMetadata},
+		{name: "null redirect_uris", body: `{"client_name":"x","redirect_uris":null}`, status: 400, code: CodeInvalidClientMetadata},
+		{name: "empty redirect_uris", body: `{"redirect_uris":[]}`, status: 400, code: CodeInvalidClientMetadata},
+		{name: "redirect_uris of the wrong type", body: `{"redirect_uris":"http://127.0.0.1/cb"}`, status: 400, code: CodeInvalidClientMetadata},
+		{name: "member names are case-sensitive", body: `{"REDIRECT_URIS":["http://127.0.0.1/cb"]}`, status: 400, code: CodeInvalidClientMetadata},
 		{name: "javascript redirect", status: 400, code: CodeInvalidRedirectURI,
 			body: regBody(func(m map[string]any) { m["redirect_uris"] = []string{"javascript:alert(1)"} })},
 		{name: "http redirect to a public host", status: 400, code: CodeInvalidRedirectURI,
@@ -240,58 +240,58 @@ func TestRegisterHandler(t *testing.T) {
 			body: regBody(func(m map[string]any) {
 				m["redirect_uris"] = []string{"https://app.example/" + strings.Repeat("a", 3000)}
 			})},
-		{name: "1000 redirect URIs", status: 400, code: CodeInvalidClientMeta,
+		{name: "1000 redirect URIs", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["redirect_uris"] = manyRedirects(1000) })},
-		{name: "21 redirect URIs", status: 400, code: CodeInvalidClientMeta,
+		{name: "21 redirect URIs", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["redirect_uris"] = manyRedirects(21) })},
-		{name: "oversized body", status: 413, code: CodeInvalidClientMeta,
+		{name: "oversized body", status: 413, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["padding"] = strings.Repeat("x", 70<<10) })},
-		{name: "huge name", status: 400, code: CodeInvalidClientMeta,
+		{name: "huge name", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["client_name"] = strings.Repeat("n", 201) })},
-		{name: "name with a control character", status: 400, code: CodeInvalidClientMeta,
+		{name: "name with a control character", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["client_name"] = "Good\u0007App" })},
-		{name: "name with a bidi override", status: 400, code: CodeInvalidClientMeta,
+		{name: "name with a bidi override", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["client_name"] = "Good \u202eppA liveD" })},
-		{name: "name of the wrong type", body: `{"client_name":5,"redirect_uris":["http://127.0.0.1/cb"]}`, status: 400, code: CodeInvalidClientMeta},
-		{name: "wrong content type", body: regBody(nil), contentType: "text/plain", status: 400, code: CodeInvalidClientMeta},
-		{name: "form content type", body: "redirect_uris=http://127.0.0.1/cb", contentType: "application/x-www-form-urlencoded", status: 400, code: CodeInvalidClientMeta},
-		{name: "no content type", body: regBody(nil), contentType: "-", status: 400, code: CodeInvalidClientMeta},
-		{name: "not JSON", body: `{"redirect_uris":`, status: 400, code: CodeInvalidClientMeta},
-		{name: "JSON array", body: `[{"redirect_uris":["http://127.0.0.1/cb"]}]`, status: 400, code: CodeInvalidClientMeta},
-		{name: "JSON null", body: `null`, status: 400, code: CodeInvalidClientMeta},
-		{name: "trailing data", body: regBody(nil) + `{}`, status: 400, code: CodeInvalidClientMeta},
+		{name: "name of the wrong type", body: `{"client_name":5,"redirect_uris":["http://127.0.0.1/cb"]}`, status: 400, code: CodeInvalidClientMetadata},
+		{name: "wrong content type", body: regBody(nil), contentType: "text/plain", status: 400, code: CodeInvalidClientMetadata},
+		{name: "form content type", body: "redirect_uris=http://127.0.0.1/cb", contentType: "application/x-www-form-urlencoded", status: 400, code: CodeInvalidClientMetadata},
+		{name: "no content type", body: regBody(nil), contentType: "-", status: 400, code: CodeInvalidClientMetadata},
+		{name: "not JSON", body: `{"redirect_uris":`, status: 400, code: CodeInvalidClientMetadata},
+		{name: "JSON array", body: `[{"redirect_uris":["http://127.0.0.1/cb"]}]`, status: 400, code: CodeInvalidClientMetadata},
+		{name: "JSON null", body: `null`, status: 400, code: CodeInvalidClientMetadata},
+		{name: "trailing data", body: regBody(nil) + `{}`, status: 400, code: CodeInvalidClientMetadata},
 		{name: "a scope not offered is dropped, the others kept (MCP checklist H5)", status: 201,
 			body: regBody(func(m map[string]any) { m["scope"] = "openid admin claudeai" }),
 			then: func(t *testing.T, r response) { assert.Equal(t, "openid", r["scope"], "the echo says what was kept") }},
 		{name: "only scopes not offered: every scope", status: 201,
 			body: regBody(func(m map[string]any) { m["scope"] = "claudeai" }),
 			then: func(t *testing.T, r response) { assert.Equal(t, "openid email profile mcp-api/read", r["scope"]) }},
-		{name: "scope too long", status: 400, code: CodeInvalidClientMeta,
+		{name: "scope too long", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["scope"] = strings.Repeat("openid ", 200) })},
-		{name: "private_key_jwt", status: 400, code: CodeInvalidClientMeta,
+		{name: "private_key_jwt", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["token_endpoint_auth_method"] = "private_key_jwt" })},
-		{name: "private_key_jwt without none among the methods supported", status: 400, code: CodeInvalidClientMeta,
+		{name: "private_key_jwt without none among the methods supported", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) {
 				m["token_endpoint_auth_method"] = "private_key_jwt"
 				m["token_endpoint_auth_methods_supported"] = []string{"private_key_jwt"}
 			})},
-		{name: "device_code grant refused, not dropped as from a metadata document", status: 400, code: CodeInvalidClientMeta,
+		{name: "device_code grant refused, not dropped as from a metadata document", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) {
 				m["grant_types"] = []string{"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"}
 			})},
-		{name: "client_credentials grant", status: 400, code: CodeInvalidClientMeta,
+		{name: "client_credentials grant", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["grant_types"] = []string{"authorization_code", "client_credentials"} })},
-		{name: "implicit grant", status: 400, code: CodeInvalidClientMeta,
+		{name: "implicit grant", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["grant_types"] = []string{"implicit"} })},
-		{name: "refresh_token without authorization_code", status: 400, code: CodeInvalidClientMeta,
+		{name: "refresh_token without authorization_code", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["grant_types"] = []string{"refresh_token"} })},
-		{name: "token response type", status: 400, code: CodeInvalidClientMeta,
+		{name: "token response type", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["response_types"] = []string{"code", "token"} })},
-		{name: "http client_uri", status: 400, code: CodeInvalidClientMeta,
+		{name: "http client_uri", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["client_uri"] = "http://app.example/" })},
-		{name: "javascript logo_uri", status: 400, code: CodeInvalidClientMeta,
+		{name: "javascript logo_uri", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["logo_uri"] = "javascript:alert(1)" })},
-		{name: "unknown application type", status: 400, code: CodeInvalidClientMeta,
+		{name: "unknown application type", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["application_type"] = "desktop" })},
 	}
 	for i, tc := range cases {
@@ -406,7 +406,7 @@ func TestRegisterRateLimit(t *testing.T) {
 		assert.Equal(t, "6", w.Header().Get("Retry-After"))
 		var r map[string]string
 		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &r))
-		assert.Equal(t, CodeTemporarilyUnavail, r["error"])
+		assert.Equal(t, CodeTemporarilyUnavailable, r["error"])
 	})
 	t.Run("another IP is fine", func(t *testing.T) {
 		assert.Equal(t, http.StatusCreated, fx.register(regBody(nil), "application/json", "192.0.2.11").Code)
@@ -450,7 +450,7 @@ func TestRegisterStoreDown(t *testing.T) {
 	assert.NotEmpty(t, w.Header().Get("Retry-After"))
 	var r map[string]string
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &r))
-	assert.Equal(t, CodeTemporarilyUnavail, r["error"])
+	assert.Equal(t, CodeTemporarilyUnavailable, r["error"])
 	assert.NotContains(t, w.Body.String(), "store down", "the cause stays in the logs")
 	assert.NotContains(t, r, "client_id")
 }

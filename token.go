@@ -472,7 +472,7 @@ func (p *Proxy) refreshUpstreamIfDue(ctx context.Context, g *grantRecord, now ti
 			p.logger.Error("cognitomcp: storing Cognito's rotated refresh token", "reason", err.Error())
 		}
 	}
-	return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavail, "the identity provider is unavailable", reason)
+	return oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "the identity provider is unavailable", reason)
 }
 
 // Why refreshUpstream failed, besides Cognito's own answer.

@@ -428,7 +428,7 @@ func (v *Verifier) verifySignature(ctx context.Context, raw string) ([]byte, err
 	pub, err := v.keys.key(ctx, h.Kid)
 	if err != nil {
 		if errors.Is(err, ErrKeySetUnavailable) {
-			return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavail,
+			return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable,
 				Description: "the signing keys are temporarily unavailable", Err: err}
 		}
 		return nil, tokenError(err, "invalid token")
