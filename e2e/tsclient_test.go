@@ -362,7 +362,7 @@ type exampleServer struct {
 }
 
 var (
-	demoUserLine = regexp.MustCompile(`^\s*user (\w+),\s+password (\S+),`)
+	demoUserLine = regexp.MustCompile(`^\s*user (\w+) .*password (\S+)$`)
 	listeningOn  = regexp.MustCompile(`^listening on (\S+)$`)
 	mcpEndpoint  = regexp.MustCompile(`^MCP endpoint: (\S+)$`)
 )
