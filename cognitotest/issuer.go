@@ -2,6 +2,7 @@ package cognitotest
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -26,10 +27,11 @@ type discovery struct {
 
 // serveIssuerHost serves {issuer}/.well-known/openid-configuration and
 // {issuer}/.well-known/jwks.json for an issuer whose path is the pool id
-// (or, on loopback, the UPDATED form's /updated/ and the pool id), on any
-// issuer host, so both issuer formats (and other regions' hosts, as
-// with multi-Region replication) work; any other path is 404, as a wrong
-// discovery URL is at Cognito. The document's issuer is the URL asked for.
+// (or, on loopback, the UPDATED form's /updated/ and the pool id). With
+// AWSHostnames it answers only on the pool's region's two issuer hosts
+// (cognito-idp and issuer-cognito-idp), so both issuer formats work; any
+// other host or path is 404, as a wrong discovery URL is at Cognito. The
+// document's issuer is the URL asked for.
 func (p *UserPool) serveIssuerHost(w http.ResponseWriter, r *http.Request) {
 	prefix, isJWKS := strings.CutSuffix(r.URL.Path, "/.well-known/jwks.json")
 	found := isJWKS
@@ -37,7 +39,7 @@ func (p *UserPool) serveIssuerHost(w http.ResponseWriter, r *http.Request) {
 		prefix, found = strings.CutSuffix(r.URL.Path, "/.well-known/openid-configuration")
 	}
 	updated := !p.opts.AWSHostnames && prefix == "/updated/"+p.PoolID // the UPDATED form on loopback
-	if !found || (prefix != "/"+p.PoolID && !updated) {
+	if !found || (prefix != "/"+p.PoolID && !updated) || !p.isIssuerHost(r.Host) {
 		http.NotFound(w, r)
 		return
 	}
@@ -53,6 +55,19 @@ func (p *UserPool) serveIssuerHost(w http.ResponseWriter, r *http.Request) {
 	p.instrument(EndpointDiscovery, func(w http.ResponseWriter, r *http.Request) {
 		p.serveDiscovery(w, r, issuer)
 	})(w, r)
+}
+
+// isIssuerHost reports whether host is one of the pool's issuer hosts.
+// On loopback there is one listener and no region in the host name.
+func (p *UserPool) isIssuerHost(host string) bool {
+	if !p.opts.AWSHostnames {
+		return true
+	}
+	host = strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host == "cognito-idp."+p.Region+".amazonaws.com" || host == "issuer-cognito-idp."+p.Region+".amazonaws.com"
 }
 
 func (p *UserPool) serveDiscovery(w http.ResponseWriter, r *http.Request, issuer string) {

@@ -73,15 +73,22 @@ func (p *UserPool) parseAuthorize(q url.Values) (*authRequest, *authError) {
 	if !slices.Contains(c.CallbackURLs, req.redirectURI) {
 		return nil, &authError{code: "redirect_mismatch", desc: "redirect_uri is not a callback URL of the client"}
 	}
+	if p.opts.IgnoreResource {
+		req.resource = "" // Lite tier, classic hosted UI: no resource binding
+	}
 	for _, k := range authorizeParams {
-		if v := q.Get(k); v != "" {
+		if v := q.Get(k); v != "" && (k != "resource" || req.resource != "") {
 			req.params.Set(k, v)
 		}
 	}
 	fail := func(code, desc string) (*authRequest, *authError) {
 		return nil, &authError{redirect: true, code: code, desc: desc, redirectURI: req.redirectURI, state: req.state}
 	}
-	if q.Get("response_type") != "code" {
+	switch q.Get("response_type") {
+	case "code":
+	case "": // RFC 6749 §4.1.2.1: a missing parameter
+		return fail("invalid_request", "response_type is required")
+	default:
 		return fail("unsupported_response_type", "response_type must be code")
 	}
 	req.scopes = strings.Fields(q.Get("scope"))
@@ -92,6 +99,13 @@ func (p *UserPool) parseAuthorize(q url.Values) (*authRequest, *authError) {
 		if !slices.Contains(c.AllowedScopes, s) {
 			return fail("invalid_scope", "scope "+s+" is not allowed for the client")
 		}
+	}
+	// Cognito's authorization-endpoint page: "The phone, email, and profile
+	// scopes can only be requested if openid scope is also requested." The
+	// error code it answers is not documented: invalid_scope is an
+	// assumption.
+	if !slices.Contains(req.scopes, "openid") && slices.ContainsFunc(req.scopes, isOIDCAttributeScope) {
+		return fail("invalid_scope", "the phone, email, and profile scopes can only be requested with openid")
 	}
 	if method := q.Get("code_challenge_method"); (req.challenge != "" || method != "") && (method != "S256" || req.challenge == "") {
 		return fail("invalid_request", "code_challenge_method must be S256 with a code_challenge")
@@ -118,8 +132,15 @@ func writeAuthError(w http.ResponseWriter, r *http.Request, e *authError) {
 	http.Redirect(w, r, withQuery(e.redirectURI, q), http.StatusFound)
 }
 
+// isOIDCAttributeScope reports whether s is one of the standard scopes
+// that release user attributes.
+func isOIDCAttributeScope(s string) bool {
+	return s == "email" || s == "phone" || s == "profile"
+}
+
 // handleAuthorize is GET /oauth2/authorize: validate, then sign the
-// auto-login user in or redirect to the /login form, as Cognito does.
+// auto-login user in, or the user of the browser's managed-login session,
+// or redirect to the /login form, as Cognito does.
 func (p *UserPool) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet) {
 		return
@@ -134,9 +155,13 @@ func (p *UserPool) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	if auto != "" {
 		if _, ok := p.user(auto); ok {
-			p.redirectWithCode(w, r, req, auto)
+			p.redirectWithCode(w, r, req, auto, p.now())
 			return
 		}
+	}
+	if ls, ok := p.loginSessionOf(r); ok {
+		p.redirectWithCode(w, r, req, ls.username, ls.authTime)
+		return
 	}
 	http.Redirect(w, r, "/login?"+req.params.Encode(), http.StatusFound)
 }
@@ -165,17 +190,20 @@ func (p *UserPool) handleLogin(w http.ResponseWriter, r *http.Request) {
 		renderLogin(w, req, "Incorrect username or password.")
 		return
 	}
-	p.redirectWithCode(w, r, req, u.Username)
+	now := p.now()
+	p.startLoginSession(w, u.Username, now)
+	p.redirectWithCode(w, r, req, u.Username, now)
 }
 
-// redirectWithCode issues a code for username and sends it to the client.
-func (p *UserPool) redirectWithCode(w http.ResponseWriter, r *http.Request, req *authRequest, username string) {
+// redirectWithCode issues a code for username, signed in at authTime, and
+// sends it to the client.
+func (p *UserPool) redirectWithCode(w http.ResponseWriter, r *http.Request, req *authRequest, username string, authTime time.Time) {
 	code, now := newUUID(), p.now()
 	p.mu.Lock()
 	p.codes[code] = &authCode{
 		clientID: req.client.ID, redirectURI: req.redirectURI, username: username,
 		nonce: req.nonce, challenge: req.challenge, resource: req.resource,
-		scopes: req.scopes, authTime: now, expires: now.Add(codeTTL),
+		scopes: req.scopes, authTime: authTime, expires: now.Add(codeTTL),
 	}
 	p.mu.Unlock()
 	q := url.Values{"code": {code}}
@@ -185,8 +213,10 @@ func (p *UserPool) redirectWithCode(w http.ResponseWriter, r *http.Request, req 
 	http.Redirect(w, r, withQuery(req.redirectURI, q), http.StatusFound)
 }
 
-// handleLogout is GET /logout: client_id and an allowed logout_uri
-// redirect there; redirect_uri (with response_type) signs in again.
+// handleLogout is GET /logout: client_id and an allowed logout_uri end
+// the managed-login session and redirect there; redirect_uri (with
+// response_type) ends it and signs in again. A refused request leaves the
+// session as it was.
 func (p *UserPool) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet) {
 		return
@@ -201,8 +231,10 @@ func (p *UserPool) handleLogout(w http.ResponseWriter, r *http.Request) {
 			errorPage(w, http.StatusBadRequest, "redirect_mismatch")
 			return
 		}
+		p.endLoginSession(w, r)
 		http.Redirect(w, r, q.Get("logout_uri"), http.StatusFound)
 	case q.Get("redirect_uri") != "":
+		p.endLoginSession(w, r)
 		http.Redirect(w, r, "/oauth2/authorize?"+q.Encode(), http.StatusFound)
 	default:
 		errorPage(w, http.StatusBadRequest, "invalid_request")

@@ -34,8 +34,9 @@ func (p *UserPool) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		badRequest("unsupported_token_type", "").write(w)
 		return
 	}
+	now := p.now()
 	p.mu.Lock()
-	if rt := p.refresh[tok]; rt != nil && rt.sess.clientID == c.ID && !rt.sess.revoked {
+	if rt := p.refresh[tok]; rt != nil && !rt.retired(now) && rt.sess.clientID == c.ID && !rt.sess.revoked {
 		rt.sess.revoked = true
 		p.revoked++
 	}

@@ -46,10 +46,18 @@ type session struct {
 	revoked            bool
 }
 
-// refreshToken is an issued refresh token.
+// refreshToken is an issued refresh token. A token rotated out keeps
+// working until its grace period ends, at retiredAt.
 type refreshToken struct {
-	sess    *session
-	expires time.Time
+	sess      *session
+	expires   time.Time
+	retiredAt time.Time // zero until rotated out with a grace period
+}
+
+// retired reports whether rt was rotated out and its grace period is over
+// at now.
+func (rt *refreshToken) retired(now time.Time) bool {
+	return !rt.retiredAt.IsZero() && !now.Before(rt.retiredAt)
 }
 
 // handleToken is POST /oauth2/token.
@@ -193,7 +201,8 @@ func verifierMatches(verifier, challenge string) bool {
 }
 
 // grantRefresh issues new tokens for a live refresh token of this client;
-// with rotation it replaces the refresh token.
+// with rotation it issues a new refresh token and retires the one presented
+// once the grace period (from its first rotation) is over.
 func (p *UserPool) grantRefresh(c Client, f url.Values) (*tokenResponse, *oauthError) {
 	tok := f.Get("refresh_token")
 	if tok == "" {
@@ -202,13 +211,18 @@ func (p *UserPool) grantRefresh(c Client, f url.Values) (*tokenResponse, *oauthE
 	now := p.now()
 	p.mu.Lock()
 	rt := p.refresh[tok]
-	if rt == nil || rt.sess.revoked || !now.Before(rt.expires) || rt.sess.clientID != c.ID {
+	if rt == nil || rt.retired(now) || rt.sess.revoked || !now.Before(rt.expires) || rt.sess.clientID != c.ID {
 		p.mu.Unlock()
 		return nil, badRequest("invalid_grant", "Invalid Refresh Token")
 	}
 	sess, next := *rt.sess, ""
 	if p.rotation {
-		delete(p.refresh, tok)
+		switch {
+		case p.grace == 0:
+			delete(p.refresh, tok)
+		case rt.retiredAt.IsZero(): // a retry within the grace does not extend it
+			rt.retiredAt = now.Add(p.grace)
+		}
 		next = newRefreshToken()
 		p.refresh[next] = &refreshToken{sess: rt.sess, expires: now.Add(p.opts.RefreshTokenTTL)}
 	}

@@ -92,9 +92,7 @@ func userInfoClaims(u User, scopes []string) map[string]string {
 			attrs["email_verified"] = "true"
 		}
 	}
-	all := !slices.ContainsFunc(scopes, func(s string) bool {
-		return s == "email" || s == "phone" || s == "profile"
-	})
+	all := !slices.ContainsFunc(scopes, isOIDCAttributeScope)
 	out := map[string]string{}
 	for k, v := range attrs {
 		if all || slices.Contains(scopes, attributeScope(k)) {

@@ -26,7 +26,47 @@
 // Without SetAutoLogin, /oauth2/authorize redirects to /login, whose HTML
 // form (inputs "username" and "password", submit button id "signin", the
 // authorize parameters in hidden fields) posts back to /login; success
-// redirects to the client's redirect_uri with code and state.
+// redirects to the client's redirect_uri with code and state, and starts a
+// managed-login session: a cookie on the domain host that, for
+// Options.LoginSessionTTL (default 1 hour, as in Cognito), lets a later
+// /oauth2/authorize from the same browser redirect back with a code at
+// once, for any client of the pool. /logout ends the session.
+//
+// # What the fake models
+//
+// As Cognito does: the ORIGINAL and UPDATED issuer forms; discovery with
+// Cognito's keys only, on the issuer host and not on the domain; separate
+// ID and access keys, and key rotation; token claims and lifetimes, within
+// Cognito's limits; the authorization code grant with exact redirect_uri
+// match and optional S256 PKCE; single-use codes; client_secret_basic and
+// client_secret_post; refresh without a new refresh token, or with
+// rotation and its grace period; revocation of a refresh token and the
+// tokens derived from it; userInfo for access tokens with openid;
+// client_credentials with resource-server scopes; resource binding (aud)
+// of managed login on the Essentials and Plus tiers, or its absence
+// (Options.IgnoreResource); the managed-login session; error codes and
+// where they are shown (error page or redirect).
+//
+// # Where it deviates
+//
+//   - The servers speak plain HTTP on loopback (with AWSHostnames, the
+//     https URLs are reached through Transport). Client.CallbackURLs and
+//     LogoutURLs accept any URL, http on 127.0.0.1 included, because
+//     httptest servers listen there; Cognito requires https, except
+//     http://localhost.
+//   - SetAutoLogin signs a user in without a form and without a session,
+//     a test shortcut Cognito does not have.
+//   - In loopback mode the UPDATED issuer is {issuer host}/updated/{pool};
+//     with AWSHostnames it is the real form.
+//   - Multi-Region replication is not modelled: with AWSHostnames only the
+//     pool's own region's issuer hosts answer.
+//   - Some details are not documented by AWS and are chosen here: the
+//     code lifetime (5 minutes); the session cookie's name and attributes;
+//     the error code when email, phone or profile is asked for without
+//     openid (invalid_scope); and rotation at /oauth2/token, which Cognito
+//     documents only for GetTokensFromRefreshToken.
+//   - There is no MFA, federation, password policy or account state, and
+//     no Lambda trigger except SetPreTokenGeneration's scope suppression.
 //
 // A UserPool is safe for concurrent use.
 package cognitotest
@@ -63,21 +103,52 @@ type Options struct {
 	// Now is the pool's clock for iat, exp, auth_time and code and refresh
 	// token expiry. Default time.Now.
 	Now func() time.Time
-	// AccessTokenTTL and IDTokenTTL default to 60 minutes.
+	// AccessTokenTTL and IDTokenTTL default to 60 minutes. Cognito
+	// allows 5 minutes to 1 day; NewUserPool panics outside that range.
 	AccessTokenTTL, IDTokenTTL time.Duration
-	// RefreshTokenTTL defaults to 30 days.
+	// RefreshTokenTTL defaults to 30 days. Cognito allows 60 minutes to
+	// 10 years (3650 days); NewUserPool panics outside that range.
 	RefreshTokenTTL time.Duration
 	// RefreshTokenRotation makes the refresh_token grant return a new
-	// refresh token and invalidate the one presented. Default off: refresh
-	// responses carry no refresh_token, as in Cognito.
+	// refresh token and invalidate the one presented, after
+	// RefreshTokenRotationGrace. Default off: refresh responses carry no
+	// refresh_token, as in Cognito.
 	RefreshTokenRotation bool
+	// RefreshTokenRotationGrace is how long a refresh token rotated out
+	// still works (Cognito's RetryGracePeriodSeconds), measured with Now;
+	// within it the old token gets new tokens, a new refresh token
+	// included. Default 0: the old token stops working at once. Cognito
+	// allows 0 to 60 seconds; NewUserPool panics outside that range.
+	RefreshTokenRotationGrace time.Duration
+	// LoginSessionTTL is how long the managed-login session lasts after a
+	// sign-in at /login, measured with Now: while it lasts, /oauth2/authorize
+	// in the same browser (for any client of the pool) redirects back with a
+	// code at once, without the form. Default 1 hour, as in Cognito.
+	// NewUserPool panics if it is negative.
+	LoginSessionTTL time.Duration
+	// IgnoreResource makes /oauth2/authorize ignore the resource parameter:
+	// no aud in access tokens and no error for a malformed value. This is
+	// Cognito's Lite tier and classic hosted UI, where resource binding
+	// (managed login on Essentials or Plus) is not available. Default
+	// false: resource binds the access token's aud.
+	IgnoreResource bool
 }
+
+// Cognito's limits on token lifetimes (API_TokenValidityUnitsType) and on
+// the rotation grace (API_RefreshTokenRotationType).
+const (
+	minTokenTTL        = 5 * time.Minute
+	maxTokenTTL        = 24 * time.Hour
+	minRefreshTokenTTL = time.Hour
+	maxRefreshTokenTTL = 3650 * 24 * time.Hour
+	maxRotationGrace   = 60 * time.Second
+)
 
 // poolIDPattern is the CreateUserPool pattern for pool ids.
 var poolIDPattern = regexp.MustCompile(`^[\w-]+_[0-9a-zA-Z]+$`)
 
-// withDefaults fills in defaults and panics on an inconsistent pool id,
-// as httptest does for unusable configurations.
+// withDefaults fills in defaults and panics on an inconsistent pool id or
+// a setting Cognito refuses, as httptest does for unusable configurations.
 func (o Options) withDefaults() Options {
 	if o.PoolID == "" {
 		if o.Region == "" {
@@ -105,7 +176,24 @@ func (o Options) withDefaults() Options {
 	if o.RefreshTokenTTL == 0 {
 		o.RefreshTokenTTL = 30 * 24 * time.Hour
 	}
+	if o.LoginSessionTTL == 0 {
+		o.LoginSessionTTL = time.Hour
+	}
+	checkRange("AccessTokenTTL", o.AccessTokenTTL, minTokenTTL, maxTokenTTL)
+	checkRange("IDTokenTTL", o.IDTokenTTL, minTokenTTL, maxTokenTTL)
+	checkRange("RefreshTokenTTL", o.RefreshTokenTTL, minRefreshTokenTTL, maxRefreshTokenTTL)
+	checkRange("RefreshTokenRotationGrace", o.RefreshTokenRotationGrace, 0, maxRotationGrace)
+	if o.LoginSessionTTL < 0 {
+		panic(fmt.Sprintf("cognitotest: negative LoginSessionTTL %v", o.LoginSessionTTL))
+	}
 	return o
+}
+
+// checkRange panics unless min <= d <= max: Cognito refuses such a setting.
+func checkRange(name string, d, lo, hi time.Duration) {
+	if d < lo || d > hi {
+		panic(fmt.Sprintf("cognitotest: %s %v is outside Cognito's range %v to %v", name, d, lo, hi))
+	}
 }
 
 // UserPool is a fake Cognito user pool served by two loopback HTTP servers.
@@ -144,6 +232,8 @@ type UserPool struct {
 	autoLogin string
 	preToken  func(username string, scopes []string) (suppress []string)
 	rotation  bool
+	grace     time.Duration            // refresh token rotation grace
+	logins    map[string]*loginSession // managed-login sessions by cookie value
 	faults    map[Endpoint]*Fault
 	grants    map[string]int
 	revoked   int
@@ -151,7 +241,8 @@ type UserPool struct {
 
 // NewUserPool starts a fake user pool: one loopback server for the issuer
 // host and one for the domain host. It panics if opts.PoolID is malformed or
-// does not start with opts.Region.
+// does not start with opts.Region, or if a lifetime or the rotation grace is
+// outside the range Cognito allows (see Options).
 func NewUserPool(opts Options) *UserPool {
 	opts = opts.withDefaults()
 	p := &UserPool{
@@ -169,6 +260,8 @@ func NewUserPool(opts Options) *UserPool {
 		refresh:   make(map[string]*refreshToken),
 		sessions:  make(map[string]*session),
 		rotation:  opts.RefreshTokenRotation,
+		grace:     opts.RefreshTokenRotationGrace,
+		logins:    make(map[string]*loginSession),
 		faults:    make(map[Endpoint]*Fault),
 		grants:    make(map[string]int),
 	}
@@ -332,9 +425,12 @@ type Client struct {
 	ID string
 	// Secret is the client secret; empty means a public client.
 	Secret string
-	// CallbackURLs are the allowed redirect_uri values (exact match).
+	// CallbackURLs are the allowed redirect_uri values (exact match). Any
+	// URL is accepted, http on 127.0.0.1 included (Cognito requires https,
+	// except http://localhost).
 	CallbackURLs []string
-	// LogoutURLs are the allowed logout_uri values of /logout.
+	// LogoutURLs are the allowed logout_uri values of /logout, accepted as
+	// CallbackURLs are.
 	LogoutURLs []string
 	// AllowedScopes default to openid, email and profile. Resource-server
 	// scopes are written identifier+"/"+scope.
@@ -389,8 +485,9 @@ func (p *UserPool) AddResourceServer(identifier string, scopes ...string) {
 }
 
 // SetAutoLogin makes /oauth2/authorize sign username in at once and redirect
-// back with a code, instead of redirecting to the login form. "" (or a
-// username with no user) turns it off.
+// back with a code, instead of redirecting to the login form. It starts no
+// managed-login session, and takes precedence over one. "" (or a username
+// with no user) turns it off.
 func (p *UserPool) SetAutoLogin(username string) {
 	p.mu.Lock()
 	p.autoLogin = username
@@ -415,6 +512,16 @@ func (p *UserPool) SetPreTokenGeneration(f func(username string, scopes []string
 func (p *UserPool) SetRefreshTokenRotation(on bool) {
 	p.mu.Lock()
 	p.rotation = on
+	p.mu.Unlock()
+}
+
+// SetRefreshTokenRotationGrace sets how long a refresh token rotated out
+// from now on still works; see Options.RefreshTokenRotationGrace. It
+// panics if d is outside Cognito's range, 0 to 60 seconds.
+func (p *UserPool) SetRefreshTokenRotationGrace(d time.Duration) {
+	checkRange("RefreshTokenRotationGrace", d, 0, maxRotationGrace)
+	p.mu.Lock()
+	p.grace = d
 	p.mu.Unlock()
 }
 

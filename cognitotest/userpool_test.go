@@ -282,6 +282,43 @@ func TestOptionsValidation(t *testing.T) {
 	p = newFixture(t, cognitotest.Options{Region: "eu-west-2"}).pool
 	assert.Equal(t, "eu-west-2_FakePool01", p.PoolID)
 	assert.Regexp(t, `^http://127\.0\.0\.1:\d+/eu-west-2_FakePool01$`, p.Issuer)
+
+	// Cognito's ranges: access and ID tokens 5 min to 1 day, refresh
+	// tokens 60 min to 10 years, the rotation grace 0 to 60 s.
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name string
+		opts cognitotest.Options
+		ok   bool
+	}{
+		{"access token 5 min", cognitotest.Options{AccessTokenTTL: 5 * time.Minute}, true},
+		{"access token 1 day", cognitotest.Options{AccessTokenTTL: day}, true},
+		{"access token under 5 min", cognitotest.Options{AccessTokenTTL: 5*time.Minute - time.Second}, false},
+		{"access token over 1 day", cognitotest.Options{AccessTokenTTL: day + time.Second}, false},
+		{"negative access token", cognitotest.Options{AccessTokenTTL: -time.Hour}, false},
+		{"ID token 5 min and 1 day", cognitotest.Options{IDTokenTTL: 5 * time.Minute, AccessTokenTTL: day}, true},
+		{"ID token under 5 min", cognitotest.Options{IDTokenTTL: time.Minute}, false},
+		{"ID token over 1 day", cognitotest.Options{IDTokenTTL: 2 * day}, false},
+		{"refresh token 60 min", cognitotest.Options{RefreshTokenTTL: time.Hour}, true},
+		{"refresh token 10 years", cognitotest.Options{RefreshTokenTTL: 3650 * day}, true},
+		{"refresh token under 60 min", cognitotest.Options{RefreshTokenTTL: 59 * time.Minute}, false},
+		{"refresh token over 10 years", cognitotest.Options{RefreshTokenTTL: 3651 * day}, false},
+		{"rotation grace 60 s", cognitotest.Options{RefreshTokenRotationGrace: time.Minute}, true},
+		{"rotation grace over 60 s", cognitotest.Options{RefreshTokenRotationGrace: time.Minute + time.Second}, false},
+		{"negative rotation grace", cognitotest.Options{RefreshTokenRotationGrace: -time.Second}, false},
+		{"negative LoginSessionTTL", cognitotest.Options{LoginSessionTTL: -time.Second}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.ok {
+				assert.NotPanics(t, func() { newFixture(t, tc.opts) })
+				return
+			}
+			assert.Panics(t, func() { newFixture(t, tc.opts) })
+		})
+	}
+	assert.PanicsWithValue(t, "cognitotest: AccessTokenTTL 1m0s is outside Cognito's range 5m0s to 24h0m0s", func() {
+		cognitotest.NewUserPool(cognitotest.Options{AccessTokenTTL: time.Minute})
+	})
 }
 
 func TestJWKSHasSeparateIDAndAccessKeys(t *testing.T) {
@@ -623,6 +660,50 @@ func TestRefresh(t *testing.T) {
 		f.clock.Advance(time.Hour)
 		assert.Equal(t, "invalid_grant", refresh(t, f, f.public, rt).body["error"])
 	})
+
+	// With RetryGracePeriodSeconds, the token rotated out keeps working
+	// (with new tokens, a refresh token included) for the grace period
+	// after its first rotation.
+	for _, tc := range []struct {
+		name  string
+		opts  cognitotest.Options
+		setup func(p *cognitotest.UserPool)
+	}{
+		{"rotation grace option", cognitotest.Options{RefreshTokenRotation: true, RefreshTokenRotationGrace: 30 * time.Second}, nil},
+		{"rotation grace set", cognitotest.Options{}, func(p *cognitotest.UserPool) {
+			p.SetRefreshTokenRotation(true)
+			p.SetRefreshTokenRotationGrace(30 * time.Second)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.opts)
+			if tc.setup != nil {
+				tc.setup(f.pool)
+			}
+			old := str(signIn(t, f, f.private, nil), "refresh_token")
+			first := refresh(t, f, f.private, old)
+			require.Equal(t, http.StatusOK, first.status, first.raw)
+			f.clock.Advance(29 * time.Second)
+			retry := refresh(t, f, f.private, old)
+			require.Equal(t, http.StatusOK, retry.status, "within the grace: %s", retry.raw)
+			assert.NotEmpty(t, str(retry, "refresh_token"))
+			assert.NotEqual(t, str(first, "refresh_token"), str(retry, "refresh_token"))
+			f.clock.Advance(time.Second)
+			assert.Equal(t, "invalid_grant", refresh(t, f, f.private, old).body["error"], "the grace is over")
+			assert.Equal(t, http.StatusOK, post(t, f.pool, "/oauth2/revoke", url.Values{"token": {old}}, auth(f.private)...).status)
+			assert.Zero(t, f.pool.RevokedRefreshTokens(), "a token rotated out revokes nothing")
+			assert.Equal(t, http.StatusOK, refresh(t, f, f.private, str(first, "refresh_token")).status)
+			assert.Equal(t, http.StatusOK, refresh(t, f, f.private, str(retry, "refresh_token")).status)
+		})
+	}
+
+	t.Run("rotation grace outside Cognito's range", func(t *testing.T) {
+		p := newFixture(t, cognitotest.Options{}).pool
+		assert.Panics(t, func() { p.SetRefreshTokenRotationGrace(61 * time.Second) })
+		assert.Panics(t, func() { p.SetRefreshTokenRotationGrace(-time.Second) })
+		assert.NotPanics(t, func() { p.SetRefreshTokenRotationGrace(time.Minute) })
+		assert.NotPanics(t, func() { p.SetRefreshTokenRotationGrace(0) })
+	})
 }
 
 func userInfo(t *testing.T, p *cognitotest.UserPool, token string) reply {
@@ -860,12 +941,16 @@ func TestAuthorizeErrors(t *testing.T) {
 		{name: "redirect_uri mismatch", query: url.Values{"redirect_uri": {callback + "/x"}}, page: true},
 		{name: "no redirect_uri", query: url.Values{"redirect_uri": {""}}, page: true},
 		{name: "implicit grant", query: url.Values{"response_type": {"token"}}, errStr: "unsupported_response_type"},
+		{name: "no response_type", query: url.Values{"response_type": {""}}, errStr: "invalid_request"},
+		{name: "email without openid", query: url.Values{"scope": {"email"}}, errStr: "invalid_scope"},
+		{name: "profile and email without openid", query: url.Values{"scope": {"profile email"}}, errStr: "invalid_scope"},
 		{name: "scope not allowed", query: url.Values{"scope": {"openid phone"}}, errStr: "invalid_scope"},
 		{name: "plain PKCE", query: url.Values{"code_challenge": {verifier}, "code_challenge_method": {"plain"}}, errStr: "invalid_request"},
 		{name: "challenge without method", query: url.Values{"code_challenge": {challenge}}, errStr: "invalid_request"},
 		{name: "method without challenge", query: url.Values{"code_challenge_method": {"S256"}}, errStr: "invalid_request"},
 		{name: "relative resource", query: url.Values{"resource": {"/mcp"}}, errStr: "invalid_target"},
 		{name: "success", query: url.Values{"scope": {"openid"}, "resource": {"https://mcp.example.test"}}},
+		{name: "email with openid", query: url.Values{"scope": {"email openid"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := url.Values{"state": {"abc"}}
@@ -1250,10 +1335,52 @@ func TestDiscoveryOnlyAtTheIssuer(t *testing.T) {
 		f.pool.OtherIssuer() + "/.well-known/jwks.json":                                                               http.StatusOK,
 		"https://cognito-idp.eu-central-1.amazonaws.com/junk/eu-central-1_AbCdEf123/.well-known/openid-configuration": http.StatusNotFound,
 		"https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_Other99/.well-known/openid-configuration":        http.StatusNotFound,
+		// Another region's hosts: a pool answers only on its own region's.
+		"https://cognito-idp.us-east-1.amazonaws.com/eu-central-1_AbCdEf123/.well-known/openid-configuration":           http.StatusNotFound,
+		"https://issuer-cognito-idp.us-east-1.amazonaws.com/eu-central-1_AbCdEf123/.well-known/jwks.json":               http.StatusNotFound,
+		"https://sts.eu-central-1.amazonaws.com/eu-central-1_AbCdEf123/.well-known/jwks.json":                           http.StatusNotFound,
+		"https://issuer-cognito-idp.eu-central-1.amazonaws.com/eu-central-1_AbCdEf123/.well-known/openid-configuration": http.StatusOK,
 	} {
 		resp, err := client.Get(url)
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, want, resp.StatusCode, url)
+	}
+}
+
+// TestIgnoreResource: on the Lite tier or the classic hosted UI, Cognito
+// has no resource binding, so resource is ignored: no aud, no error.
+func TestIgnoreResource(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ignore   bool
+		resource string
+		wantAud  any    // nil: no aud claim
+		errStr   string // error= on the redirect
+	}{
+		{name: "binding (default)", resource: "https://mcp.example.test/", wantAud: "https://mcp.example.test/"},
+		{name: "binding refuses a relative resource", resource: "/mcp", errStr: "invalid_target"},
+		{name: "ignored", ignore: true, resource: "https://mcp.example.test/"},
+		{name: "ignored, even relative", ignore: true, resource: "/mcp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, cognitotest.Options{IgnoreResource: tc.ignore})
+			if tc.errStr != "" {
+				f.pool.SetAutoLogin("alice")
+				r := do(t, noFollow(f.pool), http.MethodGet, authorizeURL(f.pool, f.public, url.Values{"resource": {tc.resource}}), nil, nil)
+				assert.Equal(t, tc.errStr, redirectQuery(t, r).Get("error"))
+				return
+			}
+			tokens := signIn(t, f, f.public, url.Values{"resource": {tc.resource}})
+			assert.Equal(t, tc.wantAud, claimsOf(t, str(tokens, "access_token"))["aud"])
+			assert.Equal(t, tc.wantAud, claimsOf(t, str(refresh(t, f, f.public, str(tokens, "refresh_token")), "access_token"))["aud"])
+
+			// The login form carries resource only when it binds.
+			f.pool.SetAutoLogin("")
+			r := do(t, noFollow(f.pool), http.MethodGet, authorizeURL(f.pool, f.public, url.Values{"resource": {tc.resource}}), nil, nil)
+			loc, err := url.Parse(r.header.Get("Location"))
+			require.NoError(t, err)
+			assert.Equal(t, !tc.ignore, loc.Query().Has("resource"))
+		})
 	}
 }
