@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -496,6 +497,44 @@ func TestFailureStoreWriteAfterCognitoRotated(t *testing.T) {
 	f.clock.Advance(time.Hour + time.Minute) // and Cognito takes what is stored now
 	status, out = failureRefresh(c, out["refresh_token"].(string))
 	assert.Equal(t, http.StatusOK, status, "%v", out["error"])
+}
+
+// TestFailureRotationRetriedOnAnotherReplica: with Cognito's rotation
+// grace period (RetryGracePeriodSeconds, here 60 s), a refresh whose grant
+// write failed after Cognito rotated its refresh token can be retried on
+// another replica, which holds only the old one: Cognito still takes it
+// within the grace. Without a grace the retry there ends the sign-in (the
+// replica that got the new token keeps it for its own retries only).
+func TestFailureRotationRetriedOnAnotherReplica(t *testing.T) {
+	for _, grace := range []time.Duration{0, time.Minute} {
+		t.Run(fmt.Sprintf("grace %v", grace), func(t *testing.T) {
+			store := &failureStore{MemoryStore: cognitomcp.NewMemoryStore()}
+			f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+			f.pool.SetRefreshTokenRotation(true)
+			f.pool.SetRefreshTokenRotationGrace(grace)
+			other, err := cognitomcp.NewProxy(t.Context(), f.cfg)
+			require.NoError(t, err)
+			c := f.register(loopbackRedirect)
+			_, rt := c.login()
+			f.clock.Advance(time.Hour + time.Minute) // the refresh goes to Cognito
+
+			store.failWrites("grant")
+			status, out := failureRefresh(c, rt)
+			assertUpstreamDown(t, status, out)
+			store.failWrites("")
+
+			w := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(url.Values{"grant_type": {"refresh_token"},
+				"refresh_token": {rt}, "client_id": {c.id}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			other.Handler(mcpEcho).ServeHTTP(w, req)
+			if grace > 0 {
+				assert.Equal(t, http.StatusOK, w.Code, "within Cognito's grace the old refresh token still works")
+			} else {
+				assert.Equal(t, http.StatusUnauthorized, w.Code, "Cognito no longer takes the old refresh token")
+			}
+		})
+	}
 }
 
 // TestFailureStoreLostARotation: a refresh token of a generation newer than

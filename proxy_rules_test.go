@@ -875,6 +875,29 @@ func TestProxyForwardResource(t *testing.T) {
 	}
 }
 
+// TestProxyForwardResourceOnALitePool: a pool that ignores resource (the
+// Lite tier, the classic hosted UI) issues access tokens without aud; with
+// ForwardResource the sign-in completes all the same, and the proxy's own
+// token is bound to the MCP server.
+func TestProxyForwardResourceOnALitePool(t *testing.T) {
+	clock := newTestClock()
+	pool := cognitotest.NewUserPool(cognitotest.Options{Now: clock.Now, IgnoreResource: true})
+	t.Cleanup(pool.Close)
+	pool.AddUser(cognitotest.User{Username: "alice", Password: "alice-pw-1", Email: "alice@example.com"})
+	pool.SetAutoLogin("alice")
+	f := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) { cfg.ForwardResource = true })
+	c := f.register(loopbackRedirect)
+	upstream := c.approve(nil)
+	require.Equal(t, f.proxy.Resource(), upstream.Query().Get("resource"), "sent")
+	resp, _ := c.get(upstream.String())
+	resp, body := c.get(location(t, resp).String())
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	access, _ := c.redeem(location(t, resp).Query().Get("code"))
+	resp, claims := f.mcp(access)
+	require.Equal(t, http.StatusOK, resp.StatusCode, claims)
+	assert.Equal(t, "alice", claims["username"])
+}
+
 // TestProxyConfigPaths: MCPPath and CallbackPath are absolute paths of this
 // host, never something a browser or a client would read as another URL.
 func TestProxyConfigPaths(t *testing.T) {
