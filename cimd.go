@@ -151,9 +151,10 @@ func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord
 	}
 }
 
-// lead downloads the document for everyone waiting on call, caches the
-// outcome, and releases the waiters, a panic in the download being its
-// error. The request that started it going away does not cut it short for
+// lead downloads the document for everyone waiting on call, caches a valid
+// one (or keeps the last good one standing in during an outage; a failure
+// is never cached), and releases the waiters, a panic in the download being
+// its error. The request that started it going away does not cut it short for
 // the others: the download is bounded by cimdTimeout.
 //
 // While the document's host is unreachable, the last good document stands

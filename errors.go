@@ -30,7 +30,8 @@ var (
 	ErrUnavailable        = errors.New("cognitomcp: temporarily unavailable")
 )
 
-// OAuth error codes (RFC 6749 §5.2, RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 8707).
+// OAuth error codes (RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 7591
+// §3.2.2, RFC 8707).
 const (
 	CodeInvalidRequest          = "invalid_request"
 	CodeInvalidToken            = "invalid_token"

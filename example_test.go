@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -347,7 +348,13 @@ func Example_goSDK() {
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "example", Version: "1.0.0"}, nil)
 	mcp.AddTool(server, &mcp.Tool{Name: "whoami"}, func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
-		claims := req.Extra.TokenInfo.Extra["claims"].(*cognitomcp.Claims)
+		var claims *cognitomcp.Claims // nil without the bridge: InGroup and HasScope answer false
+		if req.Extra != nil && req.Extra.TokenInfo != nil {
+			claims, _ = req.Extra.TokenInfo.Extra["claims"].(*cognitomcp.Claims)
+		}
+		if claims == nil {
+			return nil, nil, errors.New("not signed in")
+		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "hello " + claims.Username}}}, nil, nil
 	})
 	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },

@@ -70,7 +70,7 @@ type middleware struct {
 // regard to case, and tokens in the query or the body are never read) and
 // puts the verified Claims in the request context. A CORS preflight
 // carries no token, so it is refused like any request without one and never
-// reaches next: put CORS middleware (Proxy.CheckOrigin(), rs/cors) outside
+// reaches next: put CORS middleware (CheckOrigin(origins...), Proxy.CheckOrigin(), rs/cors) outside
 // RequireToken, where it answers preflights itself.
 //
 // Refusals: no token, 401 with a challenge carrying resource_metadata and

@@ -124,20 +124,26 @@ type ProxyConfig struct {
 	// serialised within one process only.
 	InsecureAllowNonAtomicStore bool
 
-	// AccessTokenTTL is the lifetime of the proxy's access tokens. Default 1h.
+	// The five durations below: zero means the default, and NewProxy
+	// refuses a value outside the range given.
+
+	// AccessTokenTTL is the lifetime of the proxy's access tokens. Default
+	// 1h; 1m to 24h.
 	AccessTokenTTL time.Duration
 	// RefreshTokenTTL is the lifetime of a sign-in (its refresh-token
-	// family). Default 30 days, Cognito's default; keep it at most Cognito's.
+	// family). Default 30 days, Cognito's default; keep it at most
+	// Cognito's. 1h to 3,650 days.
 	RefreshTokenTTL time.Duration
 	// RefreshGracePeriod is how long a used refresh token, presented again,
 	// gets the same answer (a retried or duplicated request) rather than
-	// revoking the family. Default 30s; at most 60s.
+	// revoking the family. Default 30s; 1s to 60s.
 	RefreshGracePeriod time.Duration
-	// ClientTTL is how long a registered client lives unused. Default 90 days.
+	// ClientTTL is how long a registered client lives unused. Default 90
+	// days; 1h to 3,650 days.
 	ClientTTL time.Duration
 	// RevocationCheckInterval is how long a replica trusts a verified access
 	// token before it checks the store for revocation again: the bound on how
-	// long a revocation takes to reach every replica. Default 10s.
+	// long a revocation takes to reach every replica. Default 10s; 1s to 5m.
 	RevocationCheckInterval time.Duration
 
 	// AllowedOrigins are the browser origins allowed to call the MCP
