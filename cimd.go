@@ -171,7 +171,8 @@ func (f *cimdFetcher) lead(ctx context.Context, clientID string, call *cimdCall)
 	var rec *clientRecord // shared by the cache and the waiters: never handed out
 	var staleUntil time.Time
 	var ttl time.Duration
-	var err error
+	// err stays this unless the download returns (a Goexit, a panic(nil)).
+	err := fmt.Errorf("%w: fetch did not complete", errInvalidClientMetadata)
 	defer func() {
 		if r := recover(); r != nil {
 			rec, err = nil, fmt.Errorf("%w: fetch panicked: %v", errInvalidClientMetadata, r)

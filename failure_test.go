@@ -467,6 +467,7 @@ func TestFailureStoreWriteDuringRotation(t *testing.T) {
 	status, out = c.token(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {c.verifier},
 		"redirect_uri": {c.redirect}})
 	assert.Equal(t, http.StatusUnauthorized, status, "the code was taken; the client signs in again: %v", out)
+	assert.NotContains(t, f.logs.String(), "authorization code replayed", "the code issued nothing: no replay to revoke")
 	assert.Equal(t, "invalid_grant", out["error"])
 }
 
@@ -563,6 +564,38 @@ func TestFailureStoreLostARotation(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	status, _ = failureRefresh(c, rt)
 	assert.Equal(t, http.StatusUnauthorized, status, "an older generation is a replay")
+}
+
+// lockFailingStore is a MemoryStore whose Lock fails while failing is set.
+type lockFailingStore struct {
+	*cognitomcp.MemoryStore
+	failing atomic.Bool
+}
+
+func (s *lockFailingStore) Lock(ctx context.Context, key string, ttl time.Duration) (func(context.Context) error, error) {
+	if s.failing.Load() {
+		return nil, errors.New("store lock failed")
+	}
+	return s.MemoryStore.Lock(ctx, key, ttl)
+}
+
+// TestFailureLockAtRedemptionKeepsTheCode: a code redemption that cannot
+// have its grant's lock answers 503 before it takes the code, so the
+// client's retry redeems it.
+func TestFailureLockAtRedemptionKeepsTheCode(t *testing.T) {
+	store := &lockFailingStore{MemoryStore: cognitomcp.NewMemoryStore()}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	code := c.signIn(nil).Get("code")
+	form := func() url.Values {
+		return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {c.verifier}, "redirect_uri": {c.redirect}}
+	}
+	store.failing.Store(true)
+	status, out := c.token(form())
+	assertUpstreamDown(t, status, out)
+	store.failing.Store(false)
+	status, out = c.token(form())
+	assert.Equal(t, http.StatusOK, status, "the retry redeems the code: %v", out["error"])
 }
 
 // TestFailureStoreDeleteAtRevoke: a refresh token's revocation that the

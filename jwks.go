@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -122,8 +123,9 @@ func missError(lastErr error) error {
 func (ks *keySet) refresh(ctx context.Context, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
-	var keys map[string]*rsa.PublicKey
-	var err error
+	// err stays this unless the fetch returns (a Goexit in a transport of
+	// one's own, a panic(nil)): no keys are published then.
+	keys, err := map[string]*rsa.PublicKey(nil), errors.New("fetch JWKS: did not complete")
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("fetch JWKS: panic: %v", r)

@@ -2,9 +2,12 @@ package cognitomcp_test
 
 import (
 	"context"
+	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,4 +98,45 @@ func TestVerifierRefetchKeepsTheCallersDeadline(t *testing.T) {
 		_, err := v.Verify(t.Context(), tok)
 		return err == nil
 	}, 5*time.Second, 50*time.Millisecond)
+}
+
+// goexitTransport ends the goroutine of a request (runtime.Goexit, as a
+// test double's t.FailNow in RoundTrip would) while armed.
+type goexitTransport struct {
+	next  http.RoundTripper
+	armed atomic.Bool
+}
+
+func (g *goexitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if g.armed.Load() {
+		runtime.Goexit()
+	}
+	return g.next.RoundTrip(r)
+}
+
+// TestVerifierKeepsItsKeysWhenAFetchDoesNotReturn: a JWKS fetch that ends
+// without returning (a Goexit or a panic(nil) in an HTTPClient's transport
+// of one's own) is a failed fetch: the keys known before stay.
+func TestVerifierKeepsItsKeysWhenAFetchDoesNotReturn(t *testing.T) {
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	t.Cleanup(pool.Close)
+	pool.AddUser(cognitotest.User{Username: "alice"})
+	app := pool.AddClient(cognitotest.Client{})
+	tr := &goexitTransport{next: pool.Transport()}
+	var now atomic.Int64
+	now.Store(time.Now().Unix())
+	v, err := cognitomcp.NewVerifier(t.Context(), cognitomcp.VerifierConfig{IssuerURL: pool.Issuer, ClientIDs: []string{app.ID},
+		HTTPClient: &http.Client{Transport: tr}, CacheSize: -1, Now: func() time.Time { return time.Unix(now.Load(), 0) }})
+	require.NoError(t, err)
+	known := pool.MintAccessToken(cognitotest.TokenOptions{Username: "alice", ClientID: app.ID})
+	pool.RotateKeys()
+	unknown := pool.MintAccessToken(cognitotest.TokenOptions{Username: "alice", ClientID: app.ID})
+	now.Add(120) // past JWKSRefreshInterval: the unknown kid fetches
+
+	tr.armed.Store(true)
+	_, err = v.Verify(t.Context(), unknown)
+	assert.ErrorIs(t, err, cognitomcp.ErrKeySetUnavailable)
+	tr.armed.Store(false)
+	_, err = v.Verify(t.Context(), known)
+	assert.NoError(t, err, "a token under a key held before the fetch")
 }

@@ -969,6 +969,9 @@ func TestProxyConfigErrorsHideURLCredentials(t *testing.T) {
 		{"DomainURL with a path, a slash in the password", "ProxyConfig.DomainURL", func(c *cognitomcp.ProxyConfig) {
 			c.DomainURL = "https://ops:12/" + pw + "@myapp.auth.eu-west-1.amazoncognito.com"
 		}},
+		{"BaseURL without a scheme, :// in the password", "ProxyConfig.BaseURL", func(c *cognitomcp.ProxyConfig) {
+			c.BaseURL = "ops:" + pw[:3] + "://" + pw[3:] + "@mcp.example.com"
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := f.cfg
@@ -976,6 +979,7 @@ func TestProxyConfigErrorsHideURLCredentials(t *testing.T) {
 			_, err := cognitomcp.NewProxy(t.Context(), cfg)
 			require.ErrorContains(t, err, tc.field)
 			assert.NotContains(t, err.Error(), pw, "the password is quoted in the error")
+			assert.NotContains(t, err.Error(), pw[:3]+"://", "part of the password is quoted in the error")
 			assert.Contains(t, err.Error(), "xxxxx@", "the URL is quoted, its userinfo redacted")
 		})
 	}

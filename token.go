@@ -148,12 +148,11 @@ func badGrant(format string, args ...any) *Error {
 }
 
 // redeemCode is the authorization_code grant (RFC 6749 §4.1.3, RFC 7636
-// §4.6, RFC 8707 §2.2). The code is taken atomically: of concurrent
-// redemptions, one wins. A replayed code revokes what it issued: the
-// callback stored which grant the code is for when it minted the code, so
-// a replay finds it however soon it comes, and the winner starts the grant
-// under the grant's lock, so a replay's revocation comes either before
-// (the winner finds no grant) or after (its tokens die).
+// §4.6, RFC 8707 §2.2). The code is taken atomically, under its grant's
+// lock: of concurrent redemptions one wins, and whoever comes after it
+// (a replay, however soon) finds the grant it started. A replayed code
+// revokes what it issued; the callback stored which grant a code is for
+// when it minted the code, so a replay finds it after the code is gone.
 func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.Values) (*tokenResponse, *Error) {
 	code, verifier := form.Get("code"), form.Get("code_verifier")
 	switch {
@@ -166,24 +165,30 @@ func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.V
 	case len(verifier) < 43 || len(verifier) > 128 || !isUnreserved(verifier, true):
 		return nil, oauthError(http.StatusBadRequest, CodeInvalidRequest, "code_verifier must be 43 to 128 unreserved characters", nil)
 	}
+	key := storeKey(kindCode, code)
 	var rec codeRecord
-	err := p.take(ctx, storeKey(kindCode, code), &rec)
-	switch {
+	switch err := p.get(ctx, key, &rec); { // which grant: its lock comes before the take
 	case errors.Is(err, ErrNotFound):
-		if err := p.revokeReplayedCode(ctx, code); err != nil {
-			return nil, asError(err) // 503: the replay comes again, and the revocation with it
-		}
-		return nil, badGrant("code unknown, expired or already used")
+		return nil, p.codeUsedBefore(ctx, code)
 	case err != nil:
 		return nil, asError(err)
 	}
-	if e := p.checkCode(&rec, client, form, verifier); e != nil {
-		return nil, e
-	}
+	gid := rec.GrantID
 	var g grantRecord
 	var e *Error
-	err = p.withGrantLock(ctx, rec.GrantID, func(ctx context.Context) error {
-		if err := p.get(ctx, storeKey(kindGrant, rec.GrantID), &g); err != nil {
+	err := p.withGrantLock(ctx, gid, func(ctx context.Context) error {
+		switch err := p.take(ctx, key, &rec); {
+		case errors.Is(err, ErrNotFound): // redeemed since, and that redemption is over
+			e = p.endGrantOfUsedCode(ctx, gid)
+			return nil
+		case err != nil:
+			e = asError(err)
+			return nil
+		}
+		if e = p.checkCode(&rec, client, form, verifier); e != nil {
+			return nil
+		}
+		if err := p.get(ctx, storeKey(kindGrant, gid), &g); err != nil {
 			e = grantLoadError(err)
 			return nil
 		}
@@ -195,7 +200,7 @@ func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.V
 		return nil
 	})
 	switch {
-	case err != nil:
+	case err != nil: // the lock: the code is still there for the client's retry
 		return nil, asError(err)
 	case e != nil:
 		return nil, e
@@ -229,39 +234,48 @@ func s256(verifier string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// revokeReplayedCode revokes the grant a code issued, when the code was
-// minted here before. It runs under the grant's lock like every revocation,
-// and if the lock cannot be had within lockWait (a refresh held up at a
-// slow Cognito) it revokes without it rather than not at all: a refresh in
-// flight could then store the grant again, but this replica refuses its
-// tokens and Cognito's refresh token is revoked. The replaying request
-// going away does not stop it. The error is the store's, when the
-// revocation could not be recorded there.
-func (p *Proxy) revokeReplayedCode(ctx context.Context, code string) error {
+// codeUsedBefore answers a code that is gone: never minted here, expired,
+// or taken before. For a code minted here (the callback kept its grant
+// id), the grant is ended if the code issued tokens, under the grant's
+// lock like every revocation; if the lock cannot be had within lockWait (a
+// refresh held up at a slow Cognito) without it rather than not at all (a
+// refresh in flight could then store the grant again, but this replica
+// refuses its tokens and Cognito's refresh token is revoked). The replaying
+// request going away does not stop it.
+func (p *Proxy) codeUsedBefore(ctx context.Context, code string) *Error {
 	ctx = context.WithoutCancel(ctx)
 	var gid string
 	switch err := p.get(ctx, storeKey(kindUsed, code), &gid); {
 	case errors.Is(err, ErrNotFound):
-		return nil
+		return badGrant("code unknown, expired or already used")
 	case err != nil:
-		return err
+		return asError(err)
 	}
-	revoke := func(ctx context.Context) error {
-		var g grantRecord
-		switch err := p.get(ctx, storeKey(kindGrant, gid), &g); {
-		case errors.Is(err, ErrNotFound):
-			return nil
-		case err != nil:
-			return err
-		}
-		return p.revokeGrant(ctx, &g, "authorization code replayed") // logs its own failure
+	var e *Error
+	if err := p.withGrantLock(ctx, gid, func(ctx context.Context) error { e = p.endGrantOfUsedCode(ctx, gid); return nil }); err != nil {
+		p.logger.Warn("cognitomcp: revoking the grant of a replayed code without its lock", "reason", err.Error())
+		e = p.endGrantOfUsedCode(ctx, gid)
 	}
-	var err error
-	if lerr := p.withGrantLock(ctx, gid, func(ctx context.Context) error { err = revoke(ctx); return nil }); lerr != nil {
-		p.logger.Warn("cognitomcp: revoking the grant of a replayed code without its lock", "reason", lerr.Error())
-		err = revoke(ctx)
+	return e
+}
+
+// endGrantOfUsedCode is the answer to a code presented after it was taken,
+// the grant's lock held: a replay when the code issued tokens (RFC 6749
+// §4.1.2: they are revoked, and a revocation the store could not record is
+// a 503, so that the replay comes again); otherwise the code was burned by
+// a redemption that failed (a wrong verifier, the store), or expired, and
+// there is nothing to revoke.
+func (p *Proxy) endGrantOfUsedCode(ctx context.Context, gid string) *Error {
+	var g grantRecord
+	switch err := p.get(ctx, storeKey(kindGrant, gid), &g); {
+	case errors.Is(err, ErrNotFound):
+		return badGrant("code already used; its grant is gone")
+	case err != nil:
+		return asError(err)
+	case g.Generation == 0:
+		return badGrant("code already used or expired; it issued no tokens")
 	}
-	return err
+	return p.revoked(ctx, &g, "authorization code replayed", badGrant("code replayed: what it issued is revoked"))
 }
 
 func grantLoadError(err error) *Error {
