@@ -184,8 +184,14 @@ func FuzzBearerMiddleware(f *testing.F) {
 					t.Fatalf("%s %d without a Bearer challenge: %q", target.name, w.Code, ch)
 				}
 			case http.StatusRequestHeaderFieldsTooLarge:
-				if target.name != "mcp" || len(authz) < maxHeaderBytes/2 {
-					t.Fatalf("%s 431 for %d bytes", target.name, len(authz))
+				// The proxy counts every header and the path: with the
+				// header twice, half the bound and a little is enough.
+				sent := len(authz)
+				if twice {
+					sent *= 2
+				}
+				if target.name != "mcp" || sent < maxHeaderBytes-1<<10 {
+					t.Fatalf("%s 431 for %d bytes of Authorization (twice=%v)", target.name, len(authz), twice)
 				}
 			default:
 				t.Fatalf("%s answered %d to %q", target.name, w.Code, authz)
