@@ -138,7 +138,8 @@ type ProxyConfig struct {
 	// gets the same answer (a retried or duplicated request) rather than
 	// revoking the family. Default 30s; 1s to 60s.
 	RefreshGracePeriod time.Duration
-	// ClientTTL is how long a registered client lives unused. Default 90
+	// ClientTTL is how long a registered client lives unused, once a
+	// sign-in through it has completed (until then, a day). Default 90
 	// days; 1h to 3,650 days.
 	ClientTTL time.Duration
 	// RevocationCheckInterval is how long a replica trusts a verified access

@@ -489,6 +489,20 @@ func TestProxyUnredeemedGrantLivesAsLongAsItsCode(t *testing.T) {
 	assert.Equal(t, 30*24*time.Hour, ttls[1], "redeemed, the grant lives as long as the sign-in")
 }
 
+// TestProxyUnusedRegistrationLivesADay: registering is open to anyone, so
+// a registration is stored for a day; the first sign-in completed through
+// it stores it for ClientTTL, and later ones do not write it again.
+func TestProxyUnusedRegistrationLivesADay(t *testing.T) {
+	store := newTTLStore("client")
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	c := f.register(loopbackRedirect)
+	require.Equal(t, []time.Duration{24 * time.Hour}, store.written())
+	c.login()
+	require.Equal(t, []time.Duration{24 * time.Hour, 90 * 24 * time.Hour}, store.written(), "used: kept for ClientTTL")
+	c.login()
+	assert.Len(t, store.written(), 2, "marked used once")
+}
+
 // TestProxyScopesFollowTheConfig: the scopes a client registered (all the
 // proxy offered then, when it named none) do not bind it. After a scope is
 // added to ProxyConfig.Scopes, the client may ask for it (it never

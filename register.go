@@ -21,6 +21,13 @@ const (
 	maxScopeLen       = 1024
 	maxClientIDLen    = 2048
 	clientTouchPeriod = 24 * time.Hour // how stale Touched may get before a lookup refreshes the TTL
+	// unusedClientTTL is how long a registration lives until a sign-in
+	// through it completes (then ClientTTL): registering is open to anyone,
+	// and what is never used should not fill the store for months.
+	unusedClientTTL = 24 * time.Hour
+	// maxRedirectURIBytes bounds a registration's redirect URIs together:
+	// real clients register one to a few short ones.
+	maxRedirectURIBytes = 8 << 10
 )
 
 // offlineAccess is dropped from requested scopes: mcp-remote and the
@@ -47,7 +54,8 @@ func distinctScopes(scopes []string) []string {
 // (unknown fields ignored, known ones bounded, a grant or response type the
 // proxy does not serve refused); the redirect URIs by validateRedirectURI,
 // those of a scheme or host it does not allow dropped if others remain;
-// the client stored for ClientTTL; 201 with the metadata echoed. Every
+// the client stored for a day (for ClientTTL once a sign-in through it
+// completes, see clientUsed); 201 with the metadata echoed. Every
 // client is public: the proxy never issues client secrets, so
 // token_endpoint_auth_method is always "none".
 func (p *Proxy) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +70,7 @@ func (p *Proxy) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, e)
 		return
 	}
-	if err := p.put(r.Context(), storeKey(kindClient, rec.ID), rec, p.clientTTL); err != nil {
+	if err := p.put(r.Context(), storeKey(kindClient, rec.ID), rec, min(unusedClientTTL, p.clientTTL)); err != nil {
 		e := oauthError(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "registration is temporarily unavailable; retry later", err)
 		p.logRefusal(r, e)
 		writeOAuthError(w, e)
@@ -348,10 +356,15 @@ func (md *clientMetadata) checkCommon(unsupported unsupportedValues) error {
 	case n > maxRedirectURIs:
 		return fmt.Errorf("redirect_uris has %d entries; at most %d are allowed", n, maxRedirectURIs)
 	}
+	total := 0
 	for i, u := range md.RedirectURIs {
 		if len(u) > maxRedirectURILen {
 			return fmt.Errorf("%w: redirect_uris[%d] is longer than %d bytes", errRedirectURI, i, maxRedirectURILen)
 		}
+		total += len(u)
+	}
+	if total > maxRedirectURIBytes {
+		return fmt.Errorf("%w: redirect_uris hold more than %d bytes together", errRedirectURI, maxRedirectURIBytes)
 	}
 	var err error
 	if md.GrantTypes, err = checkSet("grant_types", md.GrantTypes, supportedGrantTypes, "authorization_code", unsupported); err != nil {
@@ -417,7 +430,6 @@ func (md *clientMetadata) record(id string, now time.Time) *clientRecord {
 		SoftwareID:              md.SoftwareID,
 		SoftwareVersion:         md.SoftwareVersion,
 		IssuedAt:                now.UTC().Truncate(time.Second),
-		Touched:                 now.UTC(),
 	}
 }
 
@@ -491,18 +503,33 @@ func (p *Proxy) lookupClient(ctx context.Context, clientID string) (*clientRecor
 	if rec.ID != clientID {
 		return nil, ErrNotFound
 	}
+	rec.registered = true
 	now := p.now()
 	touched := rec.Touched
 	if touched.IsZero() {
 		touched = rec.IssuedAt
 	}
-	if now.Sub(touched) > clientTouchPeriod {
+	if rec.Used && now.Sub(touched) > clientTouchPeriod {
 		rec.Touched = now.UTC()
 		if err := p.put(ctx, key, &rec, p.clientTTL); err != nil {
 			p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", clientID, "reason", err.Error())
 		}
 	}
 	return &rec, nil
+}
+
+// clientUsed marks a registration through which a sign-in just completed
+// as used, storing it for ClientTTL from now on. A failure is logged: the
+// sign-in stands, and the next one tries again.
+func (p *Proxy) clientUsed(ctx context.Context, rec *clientRecord) {
+	if !rec.registered || rec.Used {
+		return
+	}
+	used := *rec
+	used.Used, used.Touched = true, p.now().UTC()
+	if err := p.put(ctx, storeKey(kindClient, rec.ID), &used, p.clientTTL); err != nil {
+		p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", rec.ID, "reason", err.Error())
+	}
 }
 
 // metadataClient is lookupClient for a CIMD client.

@@ -244,6 +244,14 @@ func TestRegisterHandler(t *testing.T) {
 			body: regBody(func(m map[string]any) { m["redirect_uris"] = manyRedirects(1000) })},
 		{name: "21 redirect URIs", status: 400, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["redirect_uris"] = manyRedirects(21) })},
+		{name: "redirect URIs over 8 KiB together (a record kept a day, however many are sent)", status: 400, code: CodeInvalidRedirectURI,
+			body: regBody(func(m map[string]any) {
+				long := make([]string, 5)
+				for i := range long {
+					long[i] = fmt.Sprintf("http://127.0.0.1:9000/%d/%s", i, strings.Repeat("a", 1800))
+				}
+				m["redirect_uris"] = long
+			})},
 		{name: "oversized body", status: 413, code: CodeInvalidClientMetadata,
 			body: regBody(func(m map[string]any) { m["padding"] = strings.Repeat("x", 70<<10) })},
 		{name: "huge name", status: 400, code: CodeInvalidClientMetadata,
@@ -534,6 +542,9 @@ func TestLookupClientStoreFailure(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrNotFound)
 }
 
+// TestLookupClientSlidingExpiry: a registration no sign-in has used is
+// never re-stored by lookups (it lives unusedClientTTL, a day); once used it
+// is stored for ClientTTL, and lookups re-store it once a day.
 func TestLookupClientSlidingExpiry(t *testing.T) {
 	store := &registerCountingStore{MemoryStore: NewMemoryStore()}
 	fx := newRegisterTestProxy(t, func(c *ProxyConfig) { c.Store = store; c.ClientTTL = 48 * time.Hour })
@@ -542,19 +553,35 @@ func TestLookupClientSlidingExpiry(t *testing.T) {
 	require.Equal(t, int32(1), store.clientSets.Load())
 
 	fx.clock.Advance(23 * time.Hour)
-	_, err := fx.p.lookupClient(t.Context(), id)
-	require.NoError(t, err)
-	assert.Equal(t, int32(1), store.clientSets.Load(), "not re-stored within a day")
-
-	fx.clock.Advance(2 * time.Hour)
 	rec, err := fx.p.lookupClient(t.Context(), id)
 	require.NoError(t, err)
-	assert.Equal(t, int32(2), store.clientSets.Load(), "re-stored after a day")
+	fx.clock.Advance(2 * time.Hour)
+	_, err = fx.p.lookupClient(t.Context(), id)
+	require.NoError(t, err)
+	assert.Equal(t, int32(1), store.clientSets.Load(), "unused: lookups do not keep it")
+
+	fx.p.clientUsed(t.Context(), rec) // a sign-in through it completed
+	assert.Equal(t, int32(2), store.clientSets.Load(), "used: stored for ClientTTL")
+	rec, err = fx.p.lookupClient(t.Context(), id)
+	require.NoError(t, err)
+	assert.True(t, rec.Used)
+	fx.p.clientUsed(t.Context(), rec)
+	assert.Equal(t, int32(2), store.clientSets.Load(), "marked once")
+
+	fx.clock.Advance(23 * time.Hour)
+	_, err = fx.p.lookupClient(t.Context(), id)
+	require.NoError(t, err)
+	assert.Equal(t, int32(2), store.clientSets.Load(), "not re-stored within a day")
+
+	fx.clock.Advance(2 * time.Hour)
+	rec, err = fx.p.lookupClient(t.Context(), id)
+	require.NoError(t, err)
+	assert.Equal(t, int32(3), store.clientSets.Load(), "re-stored after a day")
 	assert.Equal(t, fx.clock.Now().UTC(), rec.Touched)
 
 	_, err = fx.p.lookupClient(t.Context(), id)
 	require.NoError(t, err)
-	assert.Equal(t, int32(2), store.clientSets.Load(), "the refreshed Touched was stored")
+	assert.Equal(t, int32(3), store.clientSets.Load(), "the refreshed Touched was stored")
 }
 
 func TestLookupClientMetadataDocument(t *testing.T) {

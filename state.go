@@ -47,10 +47,15 @@ type clientRecord struct {
 	SoftwareVersion         string    `json:"software_version,omitempty"`
 	IssuedAt                time.Time `json:"issued_at"`
 	// Touched is when the record was last stored: lookups re-store it (and
-	// so extend its TTL) once it is a day old.
+	// so extend its TTL) once it is a day old, once it is Used.
 	Touched time.Time `json:"touched,omitzero"`
+	// Used is set when a sign-in through the client first completes: until
+	// then a registration lives unusedClientTTL, not ClientTTL.
+	Used bool `json:"used,omitempty"`
 	// Metadata is true for a client ID metadata document (CIMD) client.
 	Metadata bool `json:"metadata,omitempty"`
+	// registered: the record is a registration, read from the store.
+	registered bool
 }
 
 // transaction is one authorization in progress, from /authorize to the

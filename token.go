@@ -205,6 +205,7 @@ func (p *Proxy) redeemCode(ctx context.Context, client *clientRecord, form url.V
 	case e != nil:
 		return nil, e
 	}
+	p.clientUsed(ctx, client)
 	return p.tokensFor(&g, g.Generation, g.RotatedAt, rec.Scopes)
 }
 
