@@ -170,10 +170,13 @@ func (m *middleware) authenticate(r *http.Request) (*Claims, error) {
 func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, claims *Claims, err error) {
 	e := asError(err)
 	level := slog.LevelInfo // a client's or a user's doing
-	if e.Status >= 500 {
+	switch {
+	case e.Status >= 500:
 		level = slog.LevelError // signing keys or the store unreachable, a verifier's failure
+	case errors.Is(e.Err, ErrNoToken):
+		level = slog.LevelDebug // every MCP client's first request: how it learns where to sign in
 	}
-	m.log().LogAttrs(r.Context(), level, "cognitomcp: request refused", decisionAttrs(claims, e)...)
+	m.log().LogAttrs(r.Context(), level, "cognitomcp: request refused", append(decisionAttrs(claims, e), slog.String("path", r.URL.Path))...)
 	var need *scopeNeed
 	if m.grantable != nil && errors.As(e.Err, &need) {
 		if never := missingScopes(m.grantable, need.missing); len(never) > 0 && !m.unobtainable.Swap(true) {

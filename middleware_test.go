@@ -507,17 +507,21 @@ func TestCheckOrigin(t *testing.T) {
 
 // TestRequireTokenLogLevels: a refusal that is the client's doing is
 // logged at Info; one that is the server's (signing keys or the store
-// unreachable) at Error, where an operator looks.
+// unreachable) at Error, where an operator looks; a request without a
+// token (every MCP client's first) at Debug. Each line names the path.
 func TestRequireTokenLogLevels(t *testing.T) {
-	for err, level := range map[error]string{cognitomcp.ErrTokenExpired: "INFO", cognitomcp.ErrUnavailable: "ERROR"} {
+	for err, level := range map[error]string{cognitomcp.ErrTokenExpired: "INFO", cognitomcp.ErrUnavailable: "ERROR", cognitomcp.ErrNoToken: "DEBUG"} {
 		var logs bytes.Buffer
 		h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{
 			Verifier: cognitomcp.TokenVerifierFunc(func(context.Context, string) (*cognitomcp.Claims, error) { return nil, err }),
-			Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+			Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		})(echoClaims)
 		req := httptest.NewRequest(http.MethodGet, "/mcp", nil)
-		req.Header.Set("Authorization", "Bearer abc")
+		if err != cognitomcp.ErrNoToken {
+			req.Header.Set("Authorization", "Bearer abc")
+		}
 		h.ServeHTTP(httptest.NewRecorder(), req)
 		assert.Contains(t, logs.String(), "level="+level+` msg="cognitomcp: request refused"`, err.Error())
+		assert.Contains(t, logs.String(), "path=/mcp")
 	}
 }
