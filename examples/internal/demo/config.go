@@ -14,7 +14,9 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -39,27 +41,56 @@ type config struct {
 	Addr    string // ADDR
 
 	// RedisURL is REDIS_URL; empty for the memory store. When set, the MCP
-	// handler runs stateless (MCPConfig.Stateless), for replicas.
+	// handler runs stateless (MCPConfig.Stateless), for replicas. With
+	// master_name in its query it names Sentinels (see parseRedisURL).
 	RedisURL string
 
 	// The keys (see setKeys): COGNITOMCP_MASTER_SECRET stands for the keys
 	// the other two leave unset. Without it, the cookie key is derived from
 	// JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY when both are set; anything
-	// else unset is generated at start, and dies with the process.
-	SigningKey    []byte // JWT_SIGNING_KEY
-	EncryptionKey []byte // STORAGE_ENCRYPTION_KEY
-	MasterSecret  []byte // COGNITOMCP_MASTER_SECRET
+	// else unset is generated at start, and dies with the process. The two
+	// lists are comma separated, in order: the first key signs or seals, the
+	// others only verify or open (for rotation).
+	SigningKeys    [][]byte // JWT_SIGNING_KEY
+	EncryptionKeys [][]byte // STORAGE_ENCRYPTION_KEY
+	MasterSecret   []byte   // COGNITOMCP_MASTER_SECRET
 
 	AutoLogin           string   // DEMO_AUTO_LOGIN
 	AllowedRedirectURIs []string // ALLOWED_REDIRECT_URIS
 	AllowedOrigins      []string // ALLOWED_ORIGINS
 	ClientIPHeader      string   // CLIENT_IP_HEADER
 	LogLevel            slog.Level
+	LogJSON             bool // LOG_FORMAT=json
+
+	// ShutdownDelay (SHUTDOWN_DELAY, default 0) is how long the server keeps
+	// serving after a signal with /readyz failing, so that a load balancer
+	// stops sending it requests before it stops accepting them.
+	ShutdownDelay time.Duration
+	// ShutdownTimeout (SHUTDOWN_TIMEOUT) bounds the wait for requests in
+	// flight after that; default defaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 }
+
+// defaultShutdownTimeout outlasts the proxy's longest request: a sign-in
+// callback or a refresh waits up to 15 s for Cognito.
+const defaultShutdownTimeout = 20 * time.Second
 
 // fake reports whether no Cognito is configured, so the examples run the
 // fake one from cognitotest.
 func (c config) fake() bool { return c.UserPoolID == "" && c.IssuerURL == "" }
+
+// generatesKeys reports whether setKeys will generate keys at start: no
+// master secret, and not both a signing and an encryption key.
+func (c config) generatesKeys() bool {
+	return c.MasterSecret == nil && (c.SigningKeys == nil || c.EncryptionKeys == nil)
+}
+
+// public reports whether BASE_URL is set and not on loopback: a deployment,
+// not a run on a developer's machine.
+func (c config) public() bool {
+	u, err := url.Parse(c.BaseURL)
+	return c.BaseURL != "" && err == nil && !isLoopback(u.Hostname())
+}
 
 // configError is a configuration mistake: the command exits 2.
 type configError string
@@ -68,7 +99,7 @@ func (e configError) Error() string { return string(e) }
 
 func configErrorf(format string, args ...any) error { return configError(fmt.Sprintf(format, args...)) }
 
-const redisURLError = "REDIS_URL: not a redis://[user:password@]host:port[/db] or rediss:// URL"
+const redisURLError = "REDIS_URL: not a redis:// or rediss:// URL: [user:password@]host:port[/db][?option=value&…], options as go-redis names them (read_timeout=1s, master_name=… for Sentinel)"
 
 // demoUsers are the fake pool's users, for DEMO_AUTO_LOGIN.
 var demoUsers = []string{"alice", "bob"}
@@ -101,26 +132,103 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return config{}, err
 	}
 	var err error
-	if c.SigningKey, err = decodeKey("JWT_SIGNING_KEY", env("JWT_SIGNING_KEY"), 32, false); err != nil {
+	if c.SigningKeys, err = decodeKeys("JWT_SIGNING_KEY", env("JWT_SIGNING_KEY"), 32, false); err != nil {
 		return config{}, err
 	}
-	if c.EncryptionKey, err = decodeKey("STORAGE_ENCRYPTION_KEY", env("STORAGE_ENCRYPTION_KEY"), 32, true); err != nil {
+	if c.EncryptionKeys, err = decodeKeys("STORAGE_ENCRYPTION_KEY", env("STORAGE_ENCRYPTION_KEY"), 32, true); err != nil {
 		return config{}, err
 	}
 	if c.MasterSecret, err = decodeKey("COGNITOMCP_MASTER_SECRET", env("COGNITOMCP_MASTER_SECRET"), 32, false); err != nil {
 		return config{}, err
 	}
 	if c.RedisURL != "" {
-		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		if _, _, err := parseRedisURL(c.RedisURL); err != nil {
 			return config{}, configError(redisURLError) // not err: it may quote the password
 		}
 	}
-	if lvl := env("LOG_LEVEL"); lvl != "" {
-		if err := c.LogLevel.UnmarshalText([]byte(lvl)); err != nil {
-			return config{}, configErrorf("LOG_LEVEL: %q is not debug, info, warn or error", lvl)
-		}
+	if err := c.checkPublic(); err != nil {
+		return config{}, err
+	}
+	if err := c.loadLogging(env("LOG_LEVEL"), env("LOG_FORMAT")); err != nil {
+		return config{}, err
+	}
+	if c.ShutdownDelay, err = duration("SHUTDOWN_DELAY", env("SHUTDOWN_DELAY"), 0); err != nil {
+		return config{}, err
+	}
+	if c.ShutdownTimeout, err = duration("SHUTDOWN_TIMEOUT", env("SHUTDOWN_TIMEOUT"), defaultShutdownTimeout); err != nil {
+		return config{}, err
 	}
 	return c, nil
+}
+
+// checkPublic refuses what only a run on loopback may do, once BASE_URL is
+// public: sign in against the fake Cognito, which anyone could then use, and
+// generate keys at start, which die with the process (every restart or
+// rolling deploy would end every sign-in) and differ between replicas.
+// Without BASE_URL, or on loopback, both still run, with a warning for the
+// keys: that includes REDIS_URL without keys, which the README documents as
+// a warning (replicas then refuse each other's records).
+func (c config) checkPublic() error {
+	if !c.public() {
+		return nil
+	}
+	if c.fake() {
+		return configErrorf("COGNITO_USER_POOL_ID (or COGNITO_ISSUER_URL) is required when BASE_URL (%q) is not on loopback: the fake Cognito is for local runs only", c.BaseURL)
+	}
+	if c.generatesKeys() {
+		return configErrorf("COGNITOMCP_MASTER_SECRET, or JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY, are required when BASE_URL (%q) is not on loopback: keys generated at start die with the process and differ between replicas (make one with: openssl rand -base64 32)", c.BaseURL)
+	}
+	return nil
+}
+
+// loadLogging sets LogLevel and LogJSON from LOG_LEVEL and LOG_FORMAT.
+func (c *config) loadLogging(level, format string) error {
+	if level != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+			return configErrorf("LOG_LEVEL: %q is not debug, info, warn or error", level)
+		}
+	}
+	switch strings.ToLower(format) {
+	case "", "text":
+	case "json":
+		c.LogJSON = true
+	default:
+		return configErrorf("LOG_FORMAT: %q is not json or text", format)
+	}
+	return nil
+}
+
+// duration parses the duration text names (def when empty): a Go duration
+// ("10s", "1m30s") or whole seconds ("10"), not negative.
+func duration(name, text string, def time.Duration) (time.Duration, error) {
+	if text == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(text)
+	if n, nerr := strconv.ParseUint(text, 10, 32); nerr == nil {
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	if err != nil || d < 0 {
+		return 0, configErrorf("%s: %q is not a duration, e.g. 10s", name, text)
+	}
+	return d, nil
+}
+
+// parseRedisURL parses REDIS_URL: with master_name in its query, as go-redis
+// parses a Sentinel URL (host:port and every addr= are Sentinels, userinfo
+// their credentials, password= the master's), else as a plain server's.
+// Exactly one of the results is set when err is nil.
+func parseRedisURL(raw string) (*redis.Options, *redis.FailoverOptions, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u.Query().Get("master_name") != "" {
+		fo, err := redis.ParseFailoverURL(raw)
+		return nil, fo, err
+	}
+	o, err := redis.ParseURL(raw)
+	return o, nil, err
 }
 
 func (c *config) loadCognito() error {
@@ -267,6 +375,37 @@ func isLoopback(host string) bool {
 func isUnspecified(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsUnspecified()
+}
+
+// decodeKeys decodes a comma-separated list of keys as decodeKey does, in
+// order; nil when text is empty. No key may appear twice.
+func decodeKeys(name, text string, min int, exact bool) ([][]byte, error) {
+	if text == "" {
+		return nil, nil
+	}
+	parts := strings.Split(text, ",")
+	var keys [][]byte
+	for i, part := range parts {
+		label := name
+		if len(parts) > 1 {
+			label = fmt.Sprintf("%s (key %d of %d)", name, i+1, len(parts))
+		}
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return nil, configErrorf("%s: empty; separate keys with single commas", label)
+		}
+		key, err := decodeKey(label, part, min, exact)
+		if err != nil {
+			return nil, err
+		}
+		for j, k := range keys {
+			if string(k) == string(key) {
+				return nil, configErrorf("%s: the same key as key %d", label, j+1)
+			}
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
 }
 
 // decodeKey decodes a hex or base64 key of at least min bytes (exactly min

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,6 +19,8 @@ import (
 
 func TestLoadConfig(t *testing.T) {
 	key32 := bytes.Repeat([]byte{0xab}, 32)
+	key := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+	b64 := base64.StdEncoding.EncodeToString
 	real := map[string]string{"COGNITO_USER_POOL_ID": "eu-west-1_AbCdEf123", "COGNITO_CLIENT_ID": "app"}
 	with := func(base map[string]string, kv ...string) map[string]string {
 		env := map[string]string{}
@@ -29,6 +32,8 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return env
 	}
+	// prod is what a deployment off loopback needs: a real pool and fixed keys.
+	prod := with(real, "COGNITOMCP_MASTER_SECRET", b64(key(9)))
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -39,8 +44,12 @@ func TestLoadConfig(t *testing.T) {
 			assert.True(t, c.fake())
 			assert.Equal(t, "localhost:8000", c.Addr)
 			assert.Empty(t, c.BaseURL, "follows the listener")
-			assert.Nil(t, c.SigningKey)
+			assert.Nil(t, c.SigningKeys)
+			assert.True(t, c.generatesKeys())
 			assert.Equal(t, slog.LevelInfo, c.LogLevel)
+			assert.False(t, c.LogJSON, "text logs")
+			assert.Zero(t, c.ShutdownDelay)
+			assert.Equal(t, 20*time.Second, c.ShutdownTimeout, "outlasts a 15 s Cognito call")
 		}},
 		{name: "real pool", env: with(real, "COGNITO_CLIENT_SECRET", "s3cret", "COGNITO_REGION", "eu-west-1",
 			"COGNITO_DOMAIN", "https://myapp.auth.eu-west-1.amazoncognito.com", "COGNITO_SCOPES", " openid  mcp-api/tools "),
@@ -67,12 +76,12 @@ func TestLoadConfig(t *testing.T) {
 		{name: "domain not a URL", env: with(real, "COGNITO_DOMAIN", "myapp.auth.eu-west-1.amazoncognito.com"),
 			wantErr: `COGNITO_DOMAIN: "myapp.auth.eu-west-1.amazoncognito.com" is not an absolute http(s) URL`},
 
-		{name: "https BASE_URL: plain HTTP on :8000 behind the TLS proxy", env: map[string]string{"BASE_URL": "https://mcp.example.com/"},
+		{name: "https BASE_URL: plain HTTP on :8000 behind the TLS proxy", env: with(prod, "BASE_URL", "https://mcp.example.com/"),
 			check: func(t *testing.T, c config) {
 				assert.Equal(t, "https://mcp.example.com", c.BaseURL)
 				assert.Equal(t, ":8000", c.Addr)
 			}},
-		{name: "https BASE_URL with port and path", env: map[string]string{"BASE_URL": "https://mcp.example.com:8443/tools"},
+		{name: "https BASE_URL with port and path", env: with(prod, "BASE_URL", "https://mcp.example.com:8443/tools"),
 			check: func(t *testing.T, c config) {
 				assert.Equal(t, "https://mcp.example.com:8443/tools", c.BaseURL)
 				assert.Equal(t, ":8000", c.Addr)
@@ -81,7 +90,7 @@ func TestLoadConfig(t *testing.T) {
 			check: func(t *testing.T, c config) { assert.Equal(t, "localhost:80", c.Addr) }},
 		{name: "loopback BASE_URL listens on loopback", env: map[string]string{"BASE_URL": "http://127.0.0.1:9000"},
 			check: func(t *testing.T, c config) { assert.Equal(t, "127.0.0.1:9000", c.Addr) }},
-		{name: "BASE_URL and ADDR", env: map[string]string{"BASE_URL": "https://mcp.example.com", "ADDR": "10.0.0.5:9000"},
+		{name: "BASE_URL and ADDR", env: with(prod, "BASE_URL", "https://mcp.example.com", "ADDR", "10.0.0.5:9000"),
 			check: func(t *testing.T, c config) { assert.Equal(t, "10.0.0.5:9000", c.Addr) }},
 		{name: "ADDR port 0 without BASE_URL", env: map[string]string{"ADDR": "127.0.0.1:0"},
 			check: func(t *testing.T, c config) {
@@ -109,13 +118,45 @@ func TestLoadConfig(t *testing.T) {
 		{name: "ADDR off loopback without BASE_URL", env: map[string]string{"ADDR": "10.0.0.5:8000"},
 			wantErr: `BASE_URL is required when ADDR ("10.0.0.5:8000") is not a loopback address: the public URL must be https, or http on localhost`},
 
+		// Off loopback (a deployment), the fake Cognito and generated keys
+		// are refused: anyone could sign in, and every restart or rolling
+		// deploy would end every sign-in. On loopback both still run.
+		{name: "public BASE_URL with the fake Cognito", env: map[string]string{"BASE_URL": "https://public.example", "COGNITOMCP_MASTER_SECRET": b64(key(9))},
+			wantErr: `COGNITO_USER_POOL_ID (or COGNITO_ISSUER_URL) is required when BASE_URL ("https://public.example") is not on loopback: the fake Cognito is for local runs only`},
+		{name: "public BASE_URL without keys", env: with(real, "BASE_URL", "https://public.example"),
+			wantErr: `COGNITOMCP_MASTER_SECRET, or JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY, are required when BASE_URL ("https://public.example") is not on loopback: keys generated at start die with the process and differ between replicas (make one with: openssl rand -base64 32)`},
+		{name: "public BASE_URL with a signing key only", env: with(real, "BASE_URL", "https://public.example", "JWT_SIGNING_KEY", b64(key(1))),
+			wantErr: `COGNITOMCP_MASTER_SECRET, or JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY, are required when BASE_URL ("https://public.example") is not on loopback: keys generated at start die with the process and differ between replicas (make one with: openssl rand -base64 32)`},
+		{name: "public BASE_URL and REDIS_URL without keys", env: with(real, "BASE_URL", "https://public.example", "REDIS_URL", "redis://redis:6379/0"),
+			wantErr: `COGNITOMCP_MASTER_SECRET, or JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY, are required when BASE_URL ("https://public.example") is not on loopback: keys generated at start die with the process and differ between replicas (make one with: openssl rand -base64 32)`},
+		{name: "public BASE_URL with signing and encryption keys", env: with(real, "BASE_URL", "https://public.example",
+			"JWT_SIGNING_KEY", b64(key(1)), "STORAGE_ENCRYPTION_KEY", b64(key(2))),
+			check: func(t *testing.T, c config) { assert.False(t, c.generatesKeys()) }},
+		{name: "https localhost BASE_URL: the fake and generated keys", env: map[string]string{"BASE_URL": "https://localhost:8443"},
+			check: func(t *testing.T, c config) { assert.True(t, c.fake() && c.generatesKeys()) }},
+		{name: "loopback BASE_URL and REDIS_URL without keys: a warning, as documented", env: map[string]string{"BASE_URL": "http://127.0.0.1:8000", "REDIS_URL": "redis://localhost:6379/0"},
+			check: func(t *testing.T, c config) { assert.True(t, c.fake() && c.generatesKeys()) }},
+
 		{name: "hex and base64 keys", env: map[string]string{"JWT_SIGNING_KEY": hex.EncodeToString(key32),
 			"STORAGE_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(key32), "COGNITOMCP_MASTER_SECRET": base64.RawURLEncoding.EncodeToString(key32)},
 			check: func(t *testing.T, c config) {
-				assert.Equal(t, key32, c.SigningKey)
-				assert.Equal(t, key32, c.EncryptionKey)
+				assert.Equal(t, [][]byte{key32}, c.SigningKeys)
+				assert.Equal(t, [][]byte{key32}, c.EncryptionKeys)
 				assert.Equal(t, key32, c.MasterSecret)
 			}},
+		// Key lists, for rotation: the first key signs or seals.
+		{name: "key lists keep their order", env: map[string]string{"JWT_SIGNING_KEY": b64(key(2)) + " , " + hex.EncodeToString(key(1)),
+			"STORAGE_ENCRYPTION_KEY": b64(key(3)) + "," + b64(key(4)) + "," + b64(key(5))},
+			check: func(t *testing.T, c config) {
+				assert.Equal(t, [][]byte{key(2), key(1)}, c.SigningKeys)
+				assert.Equal(t, [][]byte{key(3), key(4), key(5)}, c.EncryptionKeys)
+			}},
+		{name: "a short key in a list", env: map[string]string{"JWT_SIGNING_KEY": b64(key(1)) + "," + b64(key(2)[:16])},
+			wantErr: "JWT_SIGNING_KEY (key 2 of 2): decodes to 16 bytes, want at least 32 (make one with: openssl rand -base64 32)"},
+		{name: "an empty key in a list", env: map[string]string{"STORAGE_ENCRYPTION_KEY": b64(key(1)) + ",,"},
+			wantErr: "STORAGE_ENCRYPTION_KEY (key 2 of 3): empty; separate keys with single commas"},
+		{name: "a key twice in a list", env: map[string]string{"JWT_SIGNING_KEY": b64(key(1)) + "," + hex.EncodeToString(key(1))},
+			wantErr: "JWT_SIGNING_KEY (key 2 of 2): the same key as key 1"},
 		{name: "short signing key", env: map[string]string{"JWT_SIGNING_KEY": base64.StdEncoding.EncodeToString(key32[:16])},
 			wantErr: "JWT_SIGNING_KEY: decodes to 16 bytes, want at least 32 (make one with: openssl rand -base64 32)"},
 		{name: "encryption key not 32 bytes", env: map[string]string{"STORAGE_ENCRYPTION_KEY": hex.EncodeToString(append(key32, 1))},
@@ -144,6 +185,31 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: `CLIENT_IP_HEADER: "X-Forwarded-For: 1.2.3.4" is not a header name, e.g. X-Forwarded-For`},
 		{name: "bad log level", env: map[string]string{"LOG_LEVEL": "loud"},
 			wantErr: `LOG_LEVEL: "loud" is not debug, info, warn or error`},
+		{name: "JSON logs", env: map[string]string{"LOG_FORMAT": "JSON"},
+			check: func(t *testing.T, c config) { assert.True(t, c.LogJSON) }},
+		{name: "text logs", env: map[string]string{"LOG_FORMAT": "text"},
+			check: func(t *testing.T, c config) { assert.False(t, c.LogJSON) }},
+		{name: "bad log format", env: map[string]string{"LOG_FORMAT": "logfmt"},
+			wantErr: `LOG_FORMAT: "logfmt" is not json or text`},
+
+		{name: "shutdown delay and timeout", env: map[string]string{"SHUTDOWN_DELAY": "10s", "SHUTDOWN_TIMEOUT": "1m"},
+			check: func(t *testing.T, c config) {
+				assert.Equal(t, 10*time.Second, c.ShutdownDelay)
+				assert.Equal(t, time.Minute, c.ShutdownTimeout)
+			}},
+		{name: "shutdown delay in seconds", env: map[string]string{"SHUTDOWN_DELAY": "7"},
+			check: func(t *testing.T, c config) { assert.Equal(t, 7*time.Second, c.ShutdownDelay) }},
+		{name: "negative shutdown delay", env: map[string]string{"SHUTDOWN_DELAY": "-1s"},
+			wantErr: `SHUTDOWN_DELAY: "-1s" is not a duration, e.g. 10s`},
+		{name: "shutdown timeout not a duration", env: map[string]string{"SHUTDOWN_TIMEOUT": "soon"},
+			wantErr: `SHUTDOWN_TIMEOUT: "soon" is not a duration, e.g. 10s`},
+
+		{name: "Sentinel REDIS_URL", env: map[string]string{"REDIS_URL": "redis://sentinel-0:26379/0?master_name=mymaster&addr=sentinel-1:26379&read_timeout=1s"},
+			check: func(t *testing.T, c config) { assert.Contains(t, c.RedisURL, "master_name=mymaster") }},
+		{name: "REDIS_URL not redis", env: map[string]string{"REDIS_URL": "http://redis:6379"}, wantErr: redisURLError},
+		// go-redis's own error would quote the option, and the URL may hold a password.
+		{name: "REDIS_URL with an unknown option", env: map[string]string{"REDIS_URL": "redis://:PW-s3cret@redis:6379/0?read_timout=1s"}, wantErr: redisURLError},
+		{name: "Sentinel REDIS_URL with an unknown option", env: map[string]string{"REDIS_URL": "redis://:PW-s3cret@sentinel:26379/0?master_name=m&sentinel_pasword=x"}, wantErr: redisURLError},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,6 +267,43 @@ func TestFollowURL(t *testing.T) {
 			assert.Equal(t, tc.want, followURL(tc.addr, bound))
 		})
 	}
+}
+
+// TestParseRedisURL: REDIS_URL with master_name names Sentinels (a failover
+// client, which follows the master they elect), without it one server;
+// either way go-redis's query options (timeouts, retries) apply. Parsing
+// only: nothing is dialed.
+func TestParseRedisURL(t *testing.T) {
+	t.Run("one server", func(t *testing.T) {
+		o, fo, err := parseRedisURL("rediss://app:pw@redis.internal:6380/2?read_timeout=1s&write_timeout=1s&dial_timeout=2s&max_retries=1")
+		require.NoError(t, err)
+		require.Nil(t, fo)
+		require.NotNil(t, o)
+		assert.Equal(t, "redis.internal:6380", o.Addr)
+		assert.Equal(t, "pw", o.Password)
+		assert.Equal(t, 2, o.DB)
+		assert.NotNil(t, o.TLSConfig)
+		assert.Equal(t, time.Second, o.ReadTimeout)
+		assert.Equal(t, time.Second, o.WriteTimeout)
+		assert.Equal(t, 2*time.Second, o.DialTimeout)
+		assert.Equal(t, 1, o.MaxRetries)
+	})
+	t.Run("Sentinels", func(t *testing.T) {
+		o, fo, err := parseRedisURL("redis://sentinel-0:26379/1?master_name=mymaster&addr=sentinel-1:26379&addr=sentinel-2:26379&password=master-pw&read_timeout=1s&write_timeout=1s")
+		require.NoError(t, err)
+		require.Nil(t, o)
+		require.NotNil(t, fo)
+		assert.Equal(t, "mymaster", fo.MasterName)
+		assert.Equal(t, []string{"sentinel-0:26379", "sentinel-1:26379", "sentinel-2:26379"}, fo.SentinelAddrs)
+		assert.Equal(t, "master-pw", fo.Password)
+		assert.Equal(t, 1, fo.DB)
+		assert.Equal(t, time.Second, fo.ReadTimeout)
+		assert.Equal(t, time.Second, fo.WriteTimeout)
+	})
+	t.Run("an empty master_name is no Sentinel URL", func(t *testing.T) {
+		_, _, err := parseRedisURL("redis://redis:6379/0?master_name=")
+		assert.Error(t, err)
+	})
 }
 
 func TestWithEnvHint(t *testing.T) {

@@ -24,9 +24,6 @@ import (
 	"github.com/cognitomcp/cognitomcp"
 )
 
-// shutdownTimeout bounds how long in-flight requests get after a signal.
-const shutdownTimeout = 10 * time.Second
-
 // MCPConfig is what Main builds an example's MCP handler with.
 type MCPConfig struct {
 	// Logger is the server's logger.
@@ -45,24 +42,53 @@ type MCPConfig struct {
 // Main runs an example server named name ("examples/server") whose MCP
 // handler newMCP builds: it reads the environment, serves until SIGINT or
 // SIGTERM and returns. On bad configuration it prints one line naming the
-// variable and exits 2; on any other failure it exits 1.
+// variable and exits 2; on any other failure it exits 1. With LOG_FORMAT=json
+// a failure once the configuration is read is a JSON log line instead.
 func Main(name string, newMCP func(MCPConfig) http.Handler) {
 	cfg, err := loadConfig(os.Getenv)
+	var logger *slog.Logger
 	if err == nil {
-		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-		slog.SetDefault(logger)
+		logger = newLogger(cfg, os.Stderr)
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		context.AfterFunc(ctx, stop) // a second signal kills at once
 		err = run(ctx, cfg, newMCP(MCPConfig{Logger: logger, Stateless: cfg.RedisURL != ""}), os.Stdout, logger)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		if logger != nil && cfg.LogJSON {
+			logger.Error(name+" exiting", "err", err.Error()) // a JSON line like every other
+		} else {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		}
 		if errors.As(err, new(configError)) {
 			os.Exit(2)
 		}
 		os.Exit(1)
 	}
+}
+
+// newLogger returns the logger LOG_LEVEL and LOG_FORMAT ask for, writing to
+// w, and makes it slog's default and go-redis's logger, so that every line
+// the process logs has one format.
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if cfg.LogJSON {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	logger := slog.New(h)
+	slog.SetDefault(logger)
+	redis.SetLogger(redisLogger{logger})
+	return logger
+}
+
+// redisLogger is go-redis's logger (redis.SetLogger) on slog. go-redis logs
+// only trouble and topology changes (a Sentinel failing, a new master), so
+// its lines are warnings.
+type redisLogger struct{ logger *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.logger.Log(ctx, slog.LevelWarn, strings.TrimSpace(fmt.Sprintf(format, v...)), "logger", "go-redis")
 }
 
 // run serves mcp behind a cognitomcp.Proxy as cfg says, printing the
@@ -128,8 +154,9 @@ func run(ctx context.Context, cfg config, mcp http.Handler, stdout io.Writer, lo
 	printConnect(stdout, proxy.Resource())
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
+	probes := &probes{next: endOnShutdown(streams, proxy.Handler(mcp))}
 	srv := &http.Server{
-		Handler:           endOnShutdown(streams, proxy.Handler(mcp)),
+		Handler:           probes,
 		ReadHeaderTimeout: 10 * time.Second, // no ReadTimeout/WriteTimeout: they would cut MCP streams
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -137,12 +164,22 @@ func run(ctx context.Context, cfg config, mcp http.Handler, stdout io.Writer, lo
 	srv.RegisterOnShutdown(endStreams)
 	fmt.Fprintf(stdout, "listening on %s\n", base)
 	logger.Info("serving", "mcp", proxy.Resource(), "addr", ln.Addr().String())
-	return serve(ctx, srv, ln, logger)
+	return serve(ctx, srv, ln, shutdown{probes: probes, delay: cfg.ShutdownDelay, timeout: cfg.ShutdownTimeout,
+		after: time.After}, logger)
 }
 
-// serve runs srv on ln until ctx ends, then shuts it down, giving in-flight
-// requests shutdownTimeout; streams still open then are cut.
-func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger) error {
+// shutdown is how serve stops once its context ends.
+type shutdown struct {
+	probes         *probes                              // whose /readyz fails from the start
+	delay, timeout time.Duration                        // SHUTDOWN_DELAY, SHUTDOWN_TIMEOUT
+	after          func(time.Duration) <-chan time.Time // time.After; a test's own clock
+}
+
+// serve runs srv on ln until ctx ends, then drains: /readyz answers 503 at
+// once while everything else is served for sd.delay more, time for a load
+// balancer to see it and stop sending requests here; then srv shuts down,
+// giving in-flight requests sd.timeout; streams still open then are cut.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, sd shutdown, logger *slog.Logger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -150,8 +187,16 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.
 		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	sd.probes.draining.Store(true)
+	logger.Info("shutting down: /readyz answers 503", "delay", sd.delay.String(), "timeout", sd.timeout.String())
+	if sd.delay > 0 {
+		select {
+		case err := <-errc:
+			return err
+		case <-sd.after(sd.delay):
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), sd.timeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("shutdown timed out; closing open streams", "err", err)
@@ -186,20 +231,30 @@ func endOnShutdown(streams context.Context, h http.Handler) http.Handler {
 // sign-in and consent cookies. Whatever is still missing is derived from a
 // master secret generated now; generated reports that, as the keys then die
 // with the process.
+//
+// Each list keeps its order, the first key signing or sealing; so does the
+// list of cookie keys, one for each pair of a signing and an encryption key,
+// the pair of the two first keys first. A rotation that adds a key after
+// the old one, then moves it first, then drops the old one, thus rotates
+// the cookie key too, and each deploy reads what the one before it made.
 func setKeys(cfg config, pcfg *cognitomcp.ProxyConfig) (generated bool, err error) {
 	keys := cognitomcp.KeyConfig{MasterSecret: cfg.MasterSecret}
-	if cfg.SigningKey != nil {
-		keys.SigningKeys = []cognitomcp.SigningKey{{ID: keyID("sig", cfg.SigningKey), Secret: cfg.SigningKey}}
+	for _, k := range cfg.SigningKeys {
+		keys.SigningKeys = append(keys.SigningKeys, cognitomcp.SigningKey{ID: keyID("sig", k), Secret: k})
 	}
-	if cfg.EncryptionKey != nil {
-		keys.EncryptionKeys = []cognitomcp.EncryptionKey{{ID: keyID("enc", cfg.EncryptionKey), Key: cfg.EncryptionKey}}
+	for _, k := range cfg.EncryptionKeys {
+		keys.EncryptionKeys = append(keys.EncryptionKeys, cognitomcp.EncryptionKey{ID: keyID("enc", k), Key: k})
 	}
-	if keys.MasterSecret == nil && cfg.SigningKey != nil && cfg.EncryptionKey != nil {
-		cookieKey, err := cookieKeyOf(cfg.SigningKey, cfg.EncryptionKey)
-		if err != nil {
-			return false, err
+	if keys.MasterSecret == nil && cfg.SigningKeys != nil && cfg.EncryptionKeys != nil {
+		for _, sk := range cfg.SigningKeys {
+			for _, ek := range cfg.EncryptionKeys {
+				cookieKey, err := cookieKeyOf(sk, ek)
+				if err != nil {
+					return false, err
+				}
+				keys.CookieKeys = append(keys.CookieKeys, cookieKey)
+			}
 		}
-		keys.CookieKeys = [][]byte{cookieKey}
 	}
 	if keys.MasterSecret == nil && keys.CookieKeys == nil {
 		keys.MasterSecret = make([]byte, 32)
@@ -227,22 +282,30 @@ func keyID(prefix string, key []byte) string {
 	return prefix + "-" + hex.EncodeToString(sum[:6])
 }
 
-// openStore sets pcfg.Store: Redis when REDIS_URL is set, else the
-// proxy's default memory store.
+// openStore sets pcfg.Store: Redis when REDIS_URL is set (through its
+// Sentinels when it names them), else the proxy's default memory store.
 func openStore(ctx context.Context, cfg config, pcfg *cognitomcp.ProxyConfig) (closeStore func(), err error) {
 	if cfg.RedisURL == "" {
 		return func() {}, nil
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL) // checked by loadConfig
+	opts, failover, err := parseRedisURL(cfg.RedisURL) // checked by loadConfig
 	if err != nil {
 		return nil, configError(redisURLError)
 	}
-	client := redis.NewClient(opts)
+	var client redis.UniversalClient
+	var server string // for errors: never the URL, which may hold a password
+	if failover != nil {
+		client = redis.NewFailoverClient(failover)
+		server = fmt.Sprintf("master %q via Sentinels %s", failover.MasterName, strings.Join(failover.SentinelAddrs, ","))
+	} else {
+		client = redis.NewClient(opts)
+		server = opts.Addr
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := client.Ping(pingCtx).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("REDIS_URL: ping %s: %w", opts.Addr, err)
+		return nil, fmt.Errorf("REDIS_URL: ping %s: %w", server, err)
 	}
 	pcfg.Store = cognitomcp.NewRedisStore(client, cognitomcp.RedisStoreOptions{})
 	return func() { _ = client.Close() }, nil

@@ -52,7 +52,8 @@ type Server struct {
 // configVars are cleared from the inherited environment, so the server runs
 // against the fake Cognito whatever the developer's shell holds.
 var configVars = []string{"COGNITO_", "BASE_URL=", "ADDR=", "REDIS_URL=", "JWT_SIGNING_KEY=",
-	"STORAGE_ENCRYPTION_KEY=", "COGNITOMCP_MASTER_SECRET=", "DEMO_AUTO_LOGIN=", "ALLOWED_", "LOG_LEVEL="}
+	"STORAGE_ENCRYPTION_KEY=", "COGNITOMCP_MASTER_SECRET=", "DEMO_AUTO_LOGIN=", "ALLOWED_", "LOG_LEVEL=",
+	"LOG_FORMAT=", "CLIENT_IP_HEADER=", "SHUTDOWN_"}
 
 // Start runs the test binary as the example server, with env added to a
 // clean environment and ADDR=127.0.0.1:0, and waits for "listening on".
@@ -109,6 +110,13 @@ func (s *Server) Stderr() string { return s.stderr.String() }
 // Stop sends SIGTERM and requires a clean exit (status 0) within Timeout.
 func (s *Server) Stop(t *testing.T) {
 	t.Helper()
+	s.Signal(t)
+	s.Wait(t)
+}
+
+// Signal sends SIGTERM and returns at once.
+func (s *Server) Signal(t *testing.T) {
+	t.Helper()
 	// The test's clients share http.DefaultTransport, which may hold a
 	// connection it dialed and never used (it lost the race to an idle one).
 	// The server sees it in StateNew, and net/http's Shutdown waits up to
@@ -116,6 +124,11 @@ func (s *Server) Stop(t *testing.T) {
 	// client-side artefact, closed here so that Stop measures the server.
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+}
+
+// Wait requires the server to exit cleanly (status 0) within Timeout.
+func (s *Server) Wait(t *testing.T) {
+	t.Helper()
 	select {
 	case <-s.exited:
 		require.NoError(t, s.err, "exit after SIGTERM; stderr:\n%s", s.stderr)

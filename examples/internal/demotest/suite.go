@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,6 +34,8 @@ import (
 func Suite(t *testing.T, program string, newMCP func(demo.MCPConfig) http.Handler) {
 	quiet := demo.MCPConfig{Logger: slog.New(slog.DiscardHandler)}
 	t.Run("end to end", func(t *testing.T) { TestExample(t, program) })
+	t.Run("drains on SIGTERM", TestExampleDrains)
+	t.Run("JSON logs", TestExampleJSONLogs)
 	t.Run("with Redis", TestExampleWithRedis)
 	t.Run("replicas", TestExampleReplicas)
 	t.Run("sessions bound to the user", TestExampleSessionsBoundToUser)
@@ -60,6 +63,11 @@ func TestExample(t *testing.T, program string) {
 		assert.Regexp(t, `(?m)user bob +\(groups: none\), +password \S{16}$`, out)
 		assert.Contains(t, out, "npx @modelcontextprotocol/inspector")
 		assert.Contains(t, out, "URL "+s.URL+"/mcp")
+	})
+
+	t.Run("probes answer without a token", func(t *testing.T) {
+		assert.Equal(t, http.StatusOK, probe(t, s.URL+"/healthz"))
+		assert.Equal(t, http.StatusOK, probe(t, s.URL+"/readyz"))
 	})
 
 	t.Run("protected resource metadata", func(t *testing.T) {
@@ -118,6 +126,86 @@ func TestExample(t *testing.T, program string) {
 		assert.Equal(t, 2, code)
 		assert.Equal(t, program+": COGNITO_CLIENT_ID is required when COGNITO_USER_POOL_ID is set\n", stderr)
 	})
+
+	t.Run("a public BASE_URL without Cognito or keys exits 2 with one line", func(t *testing.T) {
+		stderr, code := Run(t, "BASE_URL=https://public.example", "ADDR=127.0.0.1:0")
+		assert.Equal(t, 2, code)
+		assert.Equal(t, program+`: COGNITO_USER_POOL_ID (or COGNITO_ISSUER_URL) is required when BASE_URL ("https://public.example") is not on loopback: the fake Cognito is for local runs only`+"\n", stderr)
+
+		stderr, code = Run(t, "BASE_URL=https://public.example", "ADDR=127.0.0.1:0", "COGNITO_USER_POOL_ID=eu-west-1_AbCdEf123", "COGNITO_CLIENT_ID=app")
+		assert.Equal(t, 2, code)
+		assert.True(t, strings.HasPrefix(stderr, program+": COGNITOMCP_MASTER_SECRET, or JWT_SIGNING_KEY and STORAGE_ENCRYPTION_KEY, are required"), stderr)
+		assert.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
+	})
+}
+
+// TestExampleDrains runs an example program with SHUTDOWN_DELAY, as behind
+// a load balancer, and sends it SIGTERM: /readyz turns 503 while the server
+// goes on serving, /healthz and sign-in routes included, until the delay
+// ends; then it exits cleanly.
+func TestExampleDrains(t *testing.T) {
+	const delay = 4 * time.Second
+	s := Start(t, "SHUTDOWN_DELAY="+delay.String())
+	require.Equal(t, http.StatusOK, probe(t, s.URL+"/readyz"))
+
+	start := time.Now()
+	s.Signal(t)
+	// The kubelet polls readiness too; the signal reaches the server when it will.
+	require.Eventually(t, func() bool { return probe(t, s.URL+"/readyz") == http.StatusServiceUnavailable },
+		delay/2, 10*time.Millisecond, "/readyz still ready after SIGTERM")
+	assert.Equal(t, http.StatusOK, probe(t, s.URL+"/healthz"), "alive while draining")
+	assert.Equal(t, http.StatusOK, probe(t, s.URL+"/.well-known/oauth-protected-resource/mcp"), "serving while draining")
+	s.Wait(t)
+	assert.GreaterOrEqual(t, time.Since(start), delay, "exited before SHUTDOWN_DELAY ended")
+	assert.Contains(t, s.Stderr(), `msg="shutting down: /readyz answers 503" delay=4s timeout=20s`)
+}
+
+// TestExampleJSONLogs runs an example program with LOG_FORMAT=json: every
+// line of its log is JSON, through a sign-in and shutdown, and so are
+// go-redis's lines and the error it exits with (here, Sentinels that do not
+// answer: a REDIS_URL with master_name is dialed as Sentinels).
+func TestExampleJSONLogs(t *testing.T) {
+	s := Start(t, "LOG_FORMAT=json", "DEMO_AUTO_LOGIN=alice")
+	res := s.CallTool(t, s.Login(t, "JSON Client"), "whoami")
+	require.False(t, res.IsError, Text(t, res))
+	s.Stop(t)
+	lines := jsonLines(t, s.Stderr())
+	assert.Contains(t, lines, "cognitomcp: user signed in")
+	assert.Contains(t, lines, "shutting down: /readyz answers 503")
+
+	stderr, code := Run(t, "LOG_FORMAT=json", "ADDR=127.0.0.1:0", "REDIS_URL=redis://"+freeAddr(t)+"/0?master_name=mymaster&max_retries=-1&dialer_retries=1")
+	assert.Equal(t, 1, code, stderr)
+	lines = jsonLines(t, stderr)
+	assert.True(t, slices.ContainsFunc(lines, func(m string) bool { return strings.HasPrefix(m, "sentinel: ") }), "go-redis's lines: %q", lines)
+	assert.True(t, strings.HasSuffix(lines[len(lines)-1], "exiting"), "the exit error: %q", lines)
+}
+
+// jsonLines requires every line of log to be a JSON object with a msg and
+// returns the messages.
+func jsonLines(t *testing.T, log string) []string {
+	t.Helper()
+	var msgs []string
+	for line := range strings.Lines(log) {
+		var entry struct {
+			Msg string `json:"msg"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &entry), "not JSON: %s", line)
+		require.NotEmpty(t, entry.Msg, line)
+		msgs = append(msgs, entry.Msg)
+	}
+	require.NotEmpty(t, msgs)
+	return msgs
+}
+
+// probe GETs u on a connection of its own, as a kubelet does, and returns
+// the status.
+func probe(t *testing.T, u string) int {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: Timeout}
+	resp, err := client.Get(u)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestExampleSessionsBoundToUser runs an example program without
