@@ -135,6 +135,21 @@ func newSecret() []byte {
 	return b
 }
 
+// newExampleProxy is a Proxy for https://mcp.example.com in front of a fake
+// user pool, and the function that closes the pool.
+func newExampleProxy() (*cognitomcp.Proxy, func()) {
+	pool := cognitotest.NewUserPool(cognitotest.Options{})
+	app := pool.AddClient(cognitotest.Client{Secret: "secret", CallbackURLs: []string{"https://mcp.example.com/auth/callback"}})
+	proxy, err := cognitomcp.NewProxy(context.Background(), cognitomcp.ProxyConfig{
+		IssuerURL: pool.Issuer, ClientID: app.ID, ClientSecret: app.Secret,
+		BaseURL: "https://mcp.example.com", Keys: cognitomcp.KeyConfig{MasterSecret: newSecret()},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return proxy, pool.Close
+}
+
 // A Proxy makes an MCP server an OAuth 2.1 authorization server in front of
 // Cognito. Handler serves the OAuth routes and the protected MCP endpoint.
 func ExampleProxy_Handler() {
@@ -190,16 +205,8 @@ func ExampleProxy_Handler() {
 // The proxy's handler mounts at the root of an http.ServeMux, beside routes
 // of your own that need no sign-in.
 func Example_serveMux() {
-	pool := cognitotest.NewUserPool(cognitotest.Options{})
-	defer pool.Close()
-	app := pool.AddClient(cognitotest.Client{Secret: "secret", CallbackURLs: []string{"https://mcp.example.com/auth/callback"}})
-	proxy, err := cognitomcp.NewProxy(context.Background(), cognitomcp.ProxyConfig{
-		IssuerURL: pool.Issuer, ClientID: app.ID, ClientSecret: app.Secret,
-		BaseURL: "https://mcp.example.com", Keys: cognitomcp.KeyConfig{MasterSecret: newSecret()},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
+	proxy, done := newExampleProxy() // configured as in ExampleProxy_Handler, on a fake pool
+	defer done()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
@@ -235,16 +242,8 @@ func Example_chi() {
 // the router that serves the proxy would refuse discovery, registration
 // and sign-in themselves.
 func ExampleProxy_chi() {
-	pool := cognitotest.NewUserPool(cognitotest.Options{})
-	defer pool.Close()
-	app := pool.AddClient(cognitotest.Client{Secret: "secret", CallbackURLs: []string{"https://mcp.example.com/auth/callback"}})
-	proxy, err := cognitomcp.NewProxy(context.Background(), cognitomcp.ProxyConfig{
-		IssuerURL: pool.Issuer, ClientID: app.ID, ClientSecret: app.Secret,
-		BaseURL: "https://mcp.example.com", Keys: cognitomcp.KeyConfig{MasterSecret: newSecret()},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
+	proxy, done := newExampleProxy() // configured as in ExampleProxy_Handler, on a fake pool
+	defer done()
 
 	r := chi.NewRouter()
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })

@@ -878,13 +878,7 @@ func TestProxyForwardResource(t *testing.T) {
 			} else {
 				assert.False(t, upstream.Query().Has("resource"))
 			}
-			resp, _ := c.get(upstream.String())
-			resp, body := c.get(location(t, resp).String())
-			require.Equal(t, http.StatusFound, resp.StatusCode, body)
-			access, _ := c.redeem(location(t, resp).Query().Get("code"))
-			resp, claims := f.mcp(access)
-			require.Equal(t, http.StatusOK, resp.StatusCode, claims)
-			assert.Equal(t, "alice", claims["username"])
+			assert.Equal(t, "alice", signInFrom(t, f, c, upstream)["username"])
 		})
 	}
 }
@@ -903,13 +897,21 @@ func TestProxyForwardResourceOnALitePool(t *testing.T) {
 	c := f.register(loopbackRedirect)
 	upstream := c.approve(nil)
 	require.Equal(t, f.proxy.Resource(), upstream.Query().Get("resource"), "sent")
+	assert.Equal(t, "alice", signInFrom(t, f, c, upstream)["username"])
+}
+
+// signInFrom finishes a sign-in whose browser is at upstream (Cognito's
+// authorization endpoint, the user signed in automatically), redeems the
+// code and calls the MCP endpoint with the token: it returns the claims.
+func signInFrom(t *testing.T, f *proxyFixture, c *oauthClient, upstream *url.URL) map[string]any {
+	t.Helper()
 	resp, _ := c.get(upstream.String())
 	resp, body := c.get(location(t, resp).String())
 	require.Equal(t, http.StatusFound, resp.StatusCode, body)
 	access, _ := c.redeem(location(t, resp).Query().Get("code"))
 	resp, claims := f.mcp(access)
 	require.Equal(t, http.StatusOK, resp.StatusCode, claims)
-	assert.Equal(t, "alice", claims["username"])
+	return claims
 }
 
 // TestProxyConfigPaths: MCPPath and CallbackPath are absolute paths of this
