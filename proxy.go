@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -154,7 +155,8 @@ type ProxyConfig struct {
 	// RateLimits bound requests per client IP. Zero fields take defaults.
 	RateLimits RateLimits
 	// ClientIP returns the address rate limits count by. Default: the host
-	// of r.RemoteAddr. Behind a reverse proxy, return the address it reports.
+	// of r.RemoteAddr. Behind reverse proxies, ForwardedClientIP reads the
+	// address they report.
 	ClientIP func(r *http.Request) string
 
 	// HTTPClient talks to Cognito. Default: a client with a 10 s timeout.
@@ -868,6 +870,50 @@ func singleValued(v url.Values) *Error {
 		}
 	}
 	return nil
+}
+
+// ForwardedClientIP returns a ProxyConfig.ClientIP for a server behind
+// hops trusted reverse proxies, each of which appends the address it
+// received the request from to header (X-Forwarded-For; hops is 1 behind an
+// AWS ALB alone, 2 behind an ALB and then an ingress controller): the
+// client's address is the hops-th from the end of the header's values
+// (several header lines are read as one list). Earlier entries are the
+// client's to invent and are never read: taking the first would let anyone
+// choose the address rate limits count by. A request whose header holds
+// fewer entries, or not an address there, counts by r.RemoteAddr's host
+// (the default ClientIP). It panics on an empty header name or hops < 1.
+func ForwardedClientIP(header string, hops int) func(r *http.Request) string {
+	if header == "" || hops < 1 {
+		panic("cognitomcp: ForwardedClientIP: a header name and hops >= 1 are required")
+	}
+	header = http.CanonicalHeaderKey(header)
+	return func(r *http.Request) string {
+		vs := r.Header[header]
+		for i := len(vs) - 1; i >= 0; i-- { // from the end: the last line holds the nearest hops
+			entries := strings.Split(vs[i], ",")
+			if hops <= len(entries) {
+				if a, ok := parseForwardedAddr(entries[len(entries)-hops]); ok {
+					return a
+				}
+				return remoteHost(r)
+			}
+			hops -= len(entries)
+		}
+		return remoteHost(r)
+	}
+}
+
+// parseForwardedAddr reads one X-Forwarded-For entry: an IP address, or an
+// address and port as some proxies write it.
+func parseForwardedAddr(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().String(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().String(), true
+	}
+	return "", false
 }
 
 // remoteHost is the default ClientIP: the host of r.RemoteAddr.

@@ -1114,3 +1114,37 @@ func TestProxyLogsForTheOperator(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, status)
 	assert.Contains(t, f.logs.String(), `level=WARN msg="cognitomcp: grant revoked" why="authorization code replayed"`)
 }
+
+// TestForwardedClientIP: behind hops trusted proxies the client is the
+// hops-th address from the end of X-Forwarded-For, whatever the client put
+// before it; anything short or malformed counts by RemoteAddr.
+func TestForwardedClientIP(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hops  int
+		lines []string
+		want  string
+	}{
+		{"one proxy", 1, []string{"203.0.113.9"}, "203.0.113.9"},
+		{"one proxy, an address the client made up first", 1, []string{"6.6.6.6, 203.0.113.9"}, "203.0.113.9"},
+		{"two proxies", 2, []string{"6.6.6.6, 203.0.113.9, 10.0.0.5"}, "203.0.113.9"},
+		{"two proxies, two header lines", 2, []string{"6.6.6.6, 203.0.113.9", "10.0.0.5"}, "203.0.113.9"},
+		{"an address and port", 1, []string{"[2001:db8::1]:443"}, "2001:db8::1"},
+		{"an IPv4-mapped address", 1, []string{"::ffff:203.0.113.9"}, "203.0.113.9"},
+		{"no header", 1, nil, "192.0.2.1"},
+		{"fewer entries than proxies", 2, []string{"203.0.113.9"}, "192.0.2.1"},
+		{"not an address", 1, []string{"unknown"}, "192.0.2.1"},
+		{"an empty last entry", 1, []string{"203.0.113.9,"}, "192.0.2.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = "192.0.2.1:5555"
+			for _, l := range tc.lines {
+				r.Header.Add("X-Forwarded-For", l)
+			}
+			assert.Equal(t, tc.want, cognitomcp.ForwardedClientIP("x-forwarded-for", tc.hops)(r))
+		})
+	}
+	assert.Panics(t, func() { cognitomcp.ForwardedClientIP("X-Forwarded-For", 0) })
+	assert.Panics(t, func() { cognitomcp.ForwardedClientIP("", 1) })
+}

