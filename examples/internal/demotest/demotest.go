@@ -53,7 +53,7 @@ type Server struct {
 // against the fake Cognito whatever the developer's shell holds.
 var configVars = []string{"COGNITO_", "BASE_URL=", "ADDR=", "REDIS_URL=", "JWT_SIGNING_KEY=",
 	"STORAGE_ENCRYPTION_KEY=", "COGNITOMCP_MASTER_SECRET=", "DEMO_AUTO_LOGIN=", "ALLOWED_", "LOG_LEVEL=",
-	"LOG_FORMAT=", "CLIENT_IP_HEADER=", "SHUTDOWN_"}
+	"LOG_FORMAT=", "CLIENT_IP_HEADER=", "CLIENT_IP_HOPS=", "SHUTDOWN_"}
 
 // Start runs the test binary as the example server, with env added to a
 // clean environment and ADDR=127.0.0.1:0, and waits for "listening on".
