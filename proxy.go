@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -265,6 +266,7 @@ type Proxy struct {
 	tokens      *tokenCache   // verified proxy access tokens
 	revokedHere revokedGrants // grants this replica revoked lately
 	rotations   rotations     // Cognito refresh tokens this replica could not store
+	limitedLog  thinnedLog    // the log lines of rate-limited requests
 
 	revokedTokensHere revokedGrants // access tokens (by jti) this replica revoked, until they expire
 	mw                *middleware
@@ -807,7 +809,37 @@ func (p *Proxy) logRefusal(r *http.Request, e *Error, attrs ...any) {
 	if e.Err != nil {
 		args = append(args, "reason", e.Err.Error())
 	}
+	if e.Status == http.StatusTooManyRequests {
+		// A flood is refused by the thousand: one line a minute says so.
+		n, ok := p.limitedLog.take(p.now())
+		if !ok {
+			return
+		}
+		args = append(args, "rate_limited_since_last_line", n)
+	}
 	p.logger.Log(r.Context(), level, "cognitomcp: request refused", args...)
+}
+
+// thinnedLog lets one log line through a minute, and counts the ones it
+// held back.
+type thinnedLog struct {
+	mu   sync.Mutex
+	next time.Time
+	held int64
+}
+
+// take reports whether a line may be logged now and, if so, how many were
+// held back before it (this one included).
+func (l *thinnedLog) take(now time.Time) (int64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.held++
+	if now.Before(l.next) {
+		return 0, false
+	}
+	n := l.held
+	l.held, l.next = 0, now.Add(time.Minute)
+	return n, true
 }
 
 // maxFormBytes bounds request bodies of the form and JSON endpoints.

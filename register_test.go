@@ -402,6 +402,25 @@ func TestRegisterLogsWhyItRefused(t *testing.T) {
 	assert.Contains(t, refusals[1], "error=invalid_redirect_uri")
 }
 
+// TestRateLimitedRequestsLogThinly: a flood of rate-limited requests gets
+// one log line a minute, counting the requests refused since the last.
+func TestRateLimitedRequestsLogThinly(t *testing.T) {
+	fx := newRegisterTestProxy(t, nil) // 10 a minute
+	for range 10 {
+		require.Equal(t, http.StatusCreated, fx.register(regBody(nil), "application/json", "192.0.2.11").Code)
+	}
+	for range 50 {
+		require.Equal(t, http.StatusTooManyRequests, fx.register(regBody(nil), "application/json", "192.0.2.11").Code)
+	}
+	assert.Equal(t, 1, strings.Count(fx.logs.String(), "status=429"), "one line for the first minute")
+	fx.clock.Advance(61 * time.Second)
+	for range 11 { // the bucket refilled: ten pass, one is refused
+		fx.register(regBody(nil), "application/json", "192.0.2.11")
+	}
+	assert.Equal(t, 2, strings.Count(fx.logs.String(), "status=429"))
+	assert.Contains(t, fx.logs.String(), "rate_limited_since_last_line=50", "the 49 held back and this one")
+}
+
 func TestRegisterRateLimit(t *testing.T) {
 	fx := newRegisterTestProxy(t, nil) // default: 10 a minute
 	for i := range 10 {
