@@ -598,6 +598,58 @@ func TestFailureLockAtRedemptionKeepsTheCode(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status, "the retry redeems the code: %v", out["error"])
 }
 
+// clientClockStore keeps client records for their TTL by the test clock
+// (a MemoryStore keeps real time), and fails their writes while failClient
+// is set.
+type clientClockStore struct {
+	*cognitomcp.MemoryStore
+	now        func() time.Time
+	mu         sync.Mutex
+	exp        map[string]time.Time
+	failClient atomic.Bool
+}
+
+func (s *clientClockStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	if strings.HasPrefix(key, "client:") {
+		if s.failClient.Load() {
+			return errors.New("store blip")
+		}
+		s.mu.Lock()
+		s.exp[key] = s.now().Add(ttl)
+		s.mu.Unlock()
+	}
+	return s.MemoryStore.Set(ctx, key, v, ttl)
+}
+
+func (s *clientClockStore) Get(ctx context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	e, ok := s.exp[key]
+	s.mu.Unlock()
+	if ok && !s.now().Before(e) {
+		return nil, cognitomcp.ErrNotFound
+	}
+	return s.MemoryStore.Get(ctx, key)
+}
+
+// TestFailureClientMarkedUsedByARefresh: the write that marks a client
+// used at its first sign-in failed; a later refresh marks it, so the client
+// outlives the day an unused registration lives, through the sign-in.
+func TestFailureClientMarkedUsedByARefresh(t *testing.T) {
+	store := &clientClockStore{MemoryStore: cognitomcp.NewMemoryStore(), exp: map[string]time.Time{}}
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
+	store.now = f.clock.Now
+	c := f.register(loopbackRedirect)
+	store.failClient.Store(true)
+	_, refresh := c.login()
+	store.failClient.Store(false)
+	for i := range 3 {
+		f.clock.Advance(12 * time.Hour)
+		status, out := failureRefresh(c, refresh)
+		require.Equal(t, http.StatusOK, status, "refresh %d, %v after the sign-in: %v", i, time.Duration(i+1)*12*time.Hour, out["error"])
+		refresh = out["refresh_token"].(string)
+	}
+}
+
 // TestFailureStoreDeleteAtRevoke: a refresh token's revocation that the
 // store could not record answers 503 temporarily_unavailable with
 // Retry-After (RFC 7009 §2.2.1), not 200: the client tries again, and the

@@ -176,7 +176,7 @@ func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, claims *Clai
 	case errors.Is(e.Err, ErrNoToken):
 		level = slog.LevelDebug // every MCP client's first request: how it learns where to sign in
 	}
-	m.log().LogAttrs(r.Context(), level, "cognitomcp: request refused", append(decisionAttrs(claims, e), slog.String("path", r.URL.Path))...)
+	m.log().LogAttrs(r.Context(), level, "cognitomcp: request refused", append(decisionAttrs(claims, e), slog.String("path", truncate(r.URL.Path, 256)))...)
 	var need *scopeNeed
 	if m.grantable != nil && errors.As(e.Err, &need) {
 		if never := missingScopes(m.grantable, need.missing); len(never) > 0 && !m.unobtainable.Swap(true) {

@@ -525,3 +525,20 @@ func TestRequireTokenLogLevels(t *testing.T) {
 		assert.Contains(t, logs.String(), "path=/mcp")
 	}
 }
+
+// TestRequireTokenLogsAShortPath: a refusal's log line holds the path cut
+// short, whatever its length (a path can be as long as net/http's header
+// limit, 1 MiB), and quoted.
+func TestRequireTokenLogsAShortPath(t *testing.T) {
+	var logs bytes.Buffer
+	h := cognitomcp.RequireToken(cognitomcp.MiddlewareConfig{
+		Verifier: cognitomcp.TokenVerifierFunc(func(context.Context, string) (*cognitomcp.Claims, error) { return nil, cognitomcp.ErrTokenExpired }),
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+	})(echoClaims)
+	r := httptest.NewRequest(http.MethodGet, "/x", nil)
+	r.URL.Path = "/" + strings.Repeat("a", 512<<10) + "\nlevel=ERROR msg=forged"
+	r.Header.Set("Authorization", "Bearer abc")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	assert.Less(t, logs.Len(), 4096, "one refusal logged %d bytes", logs.Len())
+	assert.NotContains(t, logs.String(), "\nlevel=ERROR")
+}

@@ -920,16 +920,16 @@ func ForwardedClientIP(header string, hops int) func(r *http.Request) string {
 	}
 	header = http.CanonicalHeaderKey(header)
 	return func(r *http.Request) string {
-		vs := r.Header[header]
+		vs, n := r.Header[header], hops
 		for i := len(vs) - 1; i >= 0; i-- { // from the end: the last line holds the nearest hops
 			entries := strings.Split(vs[i], ",")
-			if hops <= len(entries) {
-				if a, ok := parseForwardedAddr(entries[len(entries)-hops]); ok {
+			if n <= len(entries) {
+				if a, ok := parseForwardedAddr(entries[len(entries)-n]); ok {
 					return a
 				}
 				return remoteHost(r)
 			}
-			hops -= len(entries)
+			n -= len(entries)
 		}
 		return remoteHost(r)
 	}

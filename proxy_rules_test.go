@@ -1145,6 +1145,16 @@ func TestForwardedClientIP(t *testing.T) {
 			assert.Equal(t, tc.want, cognitomcp.ForwardedClientIP("x-forwarded-for", tc.hops)(r))
 		})
 	}
+	reused := cognitomcp.ForwardedClientIP("X-Forwarded-For", 2) // one function serves every request
+	for range 2 {
+		for _, lines := range [][]string{{"6.6.6.6, 203.0.113.9", "10.0.0.5"}, {"6.6.6.6, 203.0.113.9, 10.0.0.5"}} {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			for _, l := range lines {
+				r.Header.Add("X-Forwarded-For", l)
+			}
+			assert.Equal(t, "203.0.113.9", reused(r), "%q", lines)
+		}
+	}
 	assert.Panics(t, func() { cognitomcp.ForwardedClientIP("X-Forwarded-For", 0) })
 	assert.Panics(t, func() { cognitomcp.ForwardedClientIP("", 1) })
 }

@@ -509,7 +509,8 @@ func (p *Proxy) lookupClient(ctx context.Context, clientID string) (*clientRecor
 	if touched.IsZero() {
 		touched = rec.IssuedAt
 	}
-	if rec.Used && now.Sub(touched) > clientTouchPeriod {
+	used := rec.Used || !rec.Touched.IsZero() // a record from before Used set Touched at registration
+	if used && now.Sub(touched) > min(clientTouchPeriod, p.clientTTL/2) {
 		rec.Touched = now.UTC()
 		if err := p.put(ctx, key, &rec, p.clientTTL); err != nil {
 			p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", clientID, "reason", err.Error())
@@ -518,11 +519,12 @@ func (p *Proxy) lookupClient(ctx context.Context, clientID string) (*clientRecor
 	return &rec, nil
 }
 
-// clientUsed marks a registration through which a sign-in just completed
-// as used, storing it for ClientTTL from now on. A failure is logged: the
-// sign-in stands, and the next one tries again.
+// clientUsed marks a registration through which a sign-in just completed,
+// or a refresh just succeeded, as used, storing it for ClientTTL from now
+// on. A failure is logged: the tokens stand, and the next refresh tries
+// again.
 func (p *Proxy) clientUsed(ctx context.Context, rec *clientRecord) {
-	if !rec.registered || rec.Used {
+	if !rec.registered || rec.Used || !rec.Touched.IsZero() {
 		return
 	}
 	used := *rec

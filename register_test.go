@@ -603,6 +603,38 @@ func TestLookupClientSlidingExpiry(t *testing.T) {
 	assert.Equal(t, int32(3), store.clientSets.Load(), "the refreshed Touched was stored")
 }
 
+// TestLookupClientOlderRecordsAndShortLifetimes: a record stored before
+// registrations were marked used (Touched set at registration, Used unset)
+// counts as used, and lookups keep it; with a ClientTTL under two days a
+// used client is re-stored after half of it, not after a day it would not
+// live.
+func TestLookupClientOlderRecordsAndShortLifetimes(t *testing.T) {
+	t.Run("a record from before Used", func(t *testing.T) {
+		store := &registerCountingStore{MemoryStore: NewMemoryStore()}
+		fx := newRegisterTestProxy(t, func(c *ProxyConfig) { c.Store = store })
+		now := fx.clock.Now().UTC()
+		old := &clientRecord{ID: "old-client-0000000000", RedirectURIs: []string{"http://127.0.0.1:9000/cb"}, IssuedAt: now, Touched: now}
+		require.NoError(t, fx.p.put(t.Context(), storeKey(kindClient, old.ID), old, time.Hour))
+		fx.clock.Advance(25 * time.Hour)
+		_, err := fx.p.lookupClient(t.Context(), old.ID)
+		require.NoError(t, err)
+		assert.Equal(t, int32(2), store.clientSets.Load(), "re-stored: it counts as used")
+	})
+	t.Run("a ClientTTL of two hours", func(t *testing.T) {
+		store := &registerCountingStore{MemoryStore: NewMemoryStore()}
+		fx := newRegisterTestProxy(t, func(c *ProxyConfig) { c.Store = store; c.ClientTTL = 2 * time.Hour })
+		id := registerForID(t, fx)
+		rec, err := fx.p.lookupClient(t.Context(), id)
+		require.NoError(t, err)
+		fx.p.clientUsed(t.Context(), rec)
+		require.Equal(t, int32(2), store.clientSets.Load())
+		fx.clock.Advance(61 * time.Minute)
+		_, err = fx.p.lookupClient(t.Context(), id)
+		require.NoError(t, err)
+		assert.Equal(t, int32(3), store.clientSets.Load(), "re-stored after half its lifetime")
+	})
+}
+
 func TestLookupClientMetadataDocument(t *testing.T) {
 	var srv *cimdTestServer
 	srv = newCIMDTestServer(t, map[string]http.HandlerFunc{

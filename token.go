@@ -308,6 +308,9 @@ func (p *Proxy) refresh(ctx context.Context, client *clientRecord, form url.Valu
 	if err != nil {
 		return nil, asError(err)
 	}
+	if e == nil {
+		p.clientUsed(ctx, client) // if marking it at the code's redemption failed
+	}
 	return resp, e
 }
 
