@@ -21,25 +21,11 @@ import (
 
 	"github.com/cognitomcp/cognitomcp"
 	"github.com/cognitomcp/cognitomcp/cognitotest"
+	"github.com/cognitomcp/cognitomcp/internal/syncbuf"
 )
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log or output buffer safe for concurrent writers.
+type syncBuffer = syncbuf.Buffer
 
 // proxyFixture is a fake Cognito pool, a Proxy in front of it serving an
 // MCP stand-in that echoes the claims, and the logs of both.

@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/cognitomcp/cognitomcp/cognitotest"
+	"github.com/cognitomcp/cognitomcp/internal/syncbuf"
 )
 
 // registerTestFixture is a Proxy in front of a fake pool, for the
@@ -35,22 +35,8 @@ type registerTestFixture struct {
 	logs  *registerLogBuffer
 }
 
-type registerLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *registerLogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *registerLogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// registerLogBuffer is a log or output buffer safe for concurrent writers.
+type registerLogBuffer = syncbuf.Buffer
 
 // newRegisterTestProxy builds a Proxy with scopes openid email profile
 // mcp-api/read, a cursor:// redirect pattern, and cfg edited by mod.

@@ -13,8 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"sync"
 	"testing"
+
+	"github.com/cognitomcp/cognitomcp/internal/syncbuf"
 )
 
 // unavailable skips t because a tool it needs is missing, or fails it when
@@ -55,21 +56,5 @@ func raceEnabled() bool {
 	return false
 }
 
-// syncBuffer collects the output of a child process or a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b)
-}
+// syncBuffer is a log or output buffer safe for concurrent writers.
+type syncBuffer = syncbuf.Buffer

@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cognitomcp/cognitomcp"
+	"github.com/cognitomcp/cognitomcp/internal/syncbuf"
 )
 
 // TestSetKeys: fixed keys give every process the same keys, the cookie key
@@ -255,20 +255,5 @@ func TestNewLogger(t *testing.T) {
 	assert.True(t, slices.ContainsFunc(msgs, func(m string) bool { return strings.HasPrefix(m, "WARN go-redis sentinel: ") }), "%q", msgs)
 }
 
-// syncBuffer is a bytes.Buffer safe for go-redis's goroutines to log into.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a log or output buffer safe for concurrent writers.
+type syncBuffer = syncbuf.Buffer

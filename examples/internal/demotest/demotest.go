@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cognitomcp/cognitomcp"
+	"github.com/cognitomcp/cognitomcp/internal/syncbuf"
 )
 
 // RunMainEnv is set in the environment of a re-executed test binary, whose
@@ -361,19 +361,5 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	return false
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log or output buffer safe for concurrent writers.
+type syncBuffer = syncbuf.Buffer
