@@ -91,44 +91,86 @@ func (p *Proxy) cachedToken(raw string, now time.Time) (*Claims, bool) {
 // be running (lockWait+lockTTL), or until the token expires when the store
 // write failed. It holds at most maxRevokedHere ids; past that the interval
 // bound still holds.
-type revokedGrants struct {
-	n  atomic.Int32 // len(m), read without the lock on the hot path
-	mu sync.RWMutex
-	m  map[string]time.Time // grant id (or token id) → until
-}
-
-const maxRevokedHere = 10_000
+type revokedGrants struct{ ids recent[struct{}] }
 
 // add remembers gid until until, and reports whether it could (false when
 // full).
 func (r *revokedGrants) add(gid string, until, now time.Time) bool {
+	return r.ids.put(gid, struct{}{}, until, now)
+}
+
+func (r *revokedGrants) has(gid string, now time.Time) bool {
+	_, ok := r.ids.get(gid, now)
+	return ok
+}
+
+// maxRevokedHere bounds each recent: revoked grants, revoked access tokens,
+// Cognito refresh tokens kept for their grant.
+const maxRevokedHere = 10_000
+
+// recent remembers values by id, each until a time of its own, at most
+// maxRevokedHere of them; the expired ones go when a value is added. Safe
+// for concurrent use; get takes no lock while it is empty.
+type recent[V any] struct {
+	n  atomic.Int32 // len(m), read without the lock on the hot path
+	mu sync.RWMutex
+	m  map[string]timed[V]
+}
+
+type timed[V any] struct {
+	v     V
+	until time.Time
+}
+
+// put remembers v for id until until, and reports whether it could (false
+// when full and id is not known).
+func (r *recent[V]) put(id string, v V, until, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
-		r.m = make(map[string]time.Time)
+		r.m = make(map[string]timed[V])
 	}
-	for id, t := range r.m {
-		if !now.Before(t) {
-			delete(r.m, id)
+	for k, x := range r.m {
+		if !now.Before(x.until) {
+			delete(r.m, k)
 		}
 	}
-	_, known := r.m[gid]
+	_, known := r.m[id]
 	ok := known || len(r.m) < maxRevokedHere
 	if ok {
-		r.m[gid] = until
+		r.m[id] = timed[V]{v, until}
 	}
 	r.n.Store(int32(len(r.m)))
 	return ok
 }
 
-func (r *revokedGrants) has(gid string, now time.Time) bool {
-	if gid == "" || r.n.Load() == 0 {
-		return false
+// get returns the value remembered for id, if it has not expired.
+func (r *recent[V]) get(id string, now time.Time) (V, bool) {
+	var zero V
+	if id == "" || r.n.Load() == 0 {
+		return zero, false
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	until, ok := r.m[gid]
-	return ok && now.Before(until)
+	x, ok := r.m[id]
+	if !ok || !now.Before(x.until) {
+		return zero, false
+	}
+	return x.v, true
+}
+
+// take is get, and forgets id.
+func (r *recent[V]) take(id string, now time.Time) (V, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	x, ok := r.m[id]
+	delete(r.m, id)
+	r.n.Store(int32(len(r.m)))
+	if !ok || !now.Before(x.until) {
+		var zero V
+		return zero, false
+	}
+	return x.v, true
 }
 
 // checkProxyClaims checks iss, the exact audience (RFC 8707: a token for

@@ -1134,7 +1134,7 @@ func TestRevokedTokensRememberedHere(t *testing.T) {
 				ID: "jti-1", IssuedAt: now.Unix(), Expiry: exp.Unix(), GrantID: "g1"})
 			require.NoError(t, err)
 			err = p.revokeAccessToken(t.Context(), &clientRecord{ID: "c1"}, raw)
-			until := p.revokedTokensHere.m["jti-1"]
+			until := p.revokedTokensHere.ids.m["jti-1"].until
 			if storeFails {
 				assert.Error(t, err)
 				assert.Equal(t, exp.Add(proxyTokenSkew), until, "the only guard here: until the token expires")

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -410,47 +409,21 @@ func (p *Proxy) putGrant(ctx context.Context, g *grantRecord, stored string, now
 // rotations holds Cognito refresh tokens a replica received but could not
 // store: per grant, the one the store holds (from) and its successor (to),
 // for an hour. At most maxRevokedHere.
-type rotations struct {
-	mu sync.Mutex
-	m  map[string]rotation
-}
+type rotations struct{ grants recent[rotation] }
 
-type rotation struct {
-	from, to string
-	until    time.Time
-}
+type rotation struct{ from, to string }
 
 // add keeps to as the successor of from for gid, and reports whether it
 // could (false when full).
 func (r *rotations) add(gid, from, to string, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = make(map[string]rotation)
-	}
-	for id, x := range r.m {
-		if !now.Before(x.until) {
-			delete(r.m, id)
-		}
-	}
-	if _, known := r.m[gid]; !known && len(r.m) >= maxRevokedHere {
-		return false
-	}
-	r.m[gid] = rotation{from: from, to: to, until: now.Add(time.Hour)}
-	return true
+	return r.grants.put(gid, rotation{from, to}, now.Add(time.Hour), now)
 }
 
 // take returns, and forgets, the successor kept for gid's refresh token
 // from, if any.
 func (r *rotations) take(gid, from string, now time.Time) (string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	x, ok := r.m[gid]
-	if !ok {
-		return "", false
-	}
-	delete(r.m, gid)
-	return x.to, x.from == from && now.Before(x.until)
+	x, ok := r.grants.take(gid, now)
+	return x.to, ok && x.from == from
 }
 
 // refreshUpstreamIfDue refreshes Cognito's tokens when its access token
