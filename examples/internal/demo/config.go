@@ -343,10 +343,22 @@ func redactURL(raw string) string {
 		return raw
 	}
 	scheme := ""
-	if i := strings.Index(raw[:at], "://"); i >= 0 {
+	if i := strings.Index(raw[:at], "://"); i > 0 && isScheme(raw[:i]) {
 		scheme = raw[:i+len("://")]
 	}
 	return scheme + "xxxxx" + raw[at:]
+}
+
+// isScheme reports whether s is a URI scheme (RFC 3986 §3.1): what precedes
+// "://" in a value without one may be part of a password.
+func isScheme(s string) bool {
+	for i, c := range s {
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func isLoopback(host string) bool {

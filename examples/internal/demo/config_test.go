@@ -105,6 +105,8 @@ func TestLoadConfig(t *testing.T) {
 		// prints), whether or not the URL parses.
 		{name: "BASE_URL with a password", env: map[string]string{"BASE_URL": "https://ops:PW-s3cret@mcp.example.com"},
 			wantErr: `BASE_URL: "https://xxxxx@mcp.example.com" is not an absolute URL without userinfo, query or fragment`},
+		{name: "BASE_URL without a scheme, :// in its password", env: map[string]string{"BASE_URL": "ops:PW-://s3cret@mcp.example.com"},
+			wantErr: `BASE_URL: "xxxxx@mcp.example.com" is not an absolute URL without userinfo, query or fragment`},
 		{name: "http BASE_URL with a password holding a slash", env: map[string]string{"BASE_URL": "http://ops:12/PW-s3cret@mcp.example.com"},
 			wantErr: `BASE_URL: "http://xxxxx@mcp.example.com" must be https (plain http only on localhost)`},
 		{name: "issuer URL with a password, not http(s)", env: map[string]string{"COGNITO_ISSUER_URL": "ftp://ops:PW-s3cret@cognito.example.com/p", "COGNITO_CLIENT_ID": "app"},
