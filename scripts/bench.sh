@@ -40,7 +40,11 @@
 #          the two servers' differences, which cancels what the order
 #          gives one listener over the other with half the noise of one
 #          server's difference (the control's subtraction doubles it), and
-#          half their difference measures that order's effect
+#          half their difference measures that order's effect.
+#          DEEP_CONTROL=off runs the test server alone, its two listeners a
+#          round in a shuffled order: the estimate is its own difference,
+#          for when the order is known to be nil (the swapped twin's
+#          experiment found it so), at twice the rounds per minute
 #
 # Environment: COUNT (default 10), BENCHTIME (default 300ms), ROUNDS (5),
 # WRK_ARGS (default "-t1 -c32 -d10s"), WRK_PAIRED_ARGS (default
@@ -50,7 +54,7 @@
 # describes), DEEP_ROUNDS (100), WRK_DEEP_ARGS ("-t1 -c32 -d1s"),
 # DEEP_HANDLERS ("session gosdk": go-sdk as examples/server configures it,
 # wrk's requests spread over 32 sessions, then stateless), DEEP_CONTROL
-# (none: the A/A control, the default; swap: see deep), LOADSERVER_ARGS
+# (none: the A/A control, the default; swap, off: see deep), LOADSERVER_ARGS
 # (more loadserver flags, e.g. "-revocation-check 5m"), OUT (default
 # .cache/bench). Results go to $OUT/*.txt; to compare two runs: benchstat
 # old/micro.txt new/micro.txt.
@@ -419,7 +423,8 @@ deep() {
   case $deep_control in
     none) second=control ;;
     swap) second=swapped ;;
-    *) log "DEEP_CONTROL: $deep_control is neither none nor swap"; return 1 ;;
+    off) second= ;;
+    *) log "DEEP_CONTROL: $deep_control is not none, swap or off"; return 1 ;;
   esac
   : >"$f"
   : >"$hists"
@@ -431,6 +436,8 @@ deep() {
       if [ "$second" = swapped ]; then
         log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of two front=$front servers, the second with -swap, shuffled"
         start_server "$handler" "$ballast" "$front" "$out/deep-swapped" -swap || return 1
+      elif [ -z "$second" ]; then
+        log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of one front=$front server, shuffled"
       else
         log "deep: handler=$handler, ballast $ballast MiB: $deep_rounds rounds of wrk $wrk_deep_args on each listener of front=$front and of front=none, shuffled"
         start_server "$handler" "$ballast" none "$out/deep-control" || return 1
@@ -438,7 +445,7 @@ deep() {
       # Each server's token (the control accepts any): a proxy's tokens
       # are bound to its own URL.
       local listeners=() url=() rt=() tok=() fr side r i j t stats before after delta
-      for fr in test "$second"; do
+      for fr in test ${second:+"$second"}; do
         for side in auth open; do
           listeners+=("$fr $side")
           url+=("$(ls_field "$side" "$out/deep-$fr.json")")
@@ -448,7 +455,8 @@ deep() {
       done
       for r in $(seq "$deep_rounds"); do
         local order=(0 1 2 3)
-        for ((i = 3; i > 0; i--)); do
+        [ -z "$second" ] && order=(0 1)
+        for ((i = ${#order[@]} - 1; i > 0; i--)); do
           j=$((RANDOM % (i + 1))); t=${order[i]}; order[i]=${order[j]}; order[j]=$t
         done
         for i in "${order[@]}"; do
@@ -468,7 +476,10 @@ deep() {
     done
   done
   echo
-  if [ "$second" = swapped ]; then
+  if [ -z "$second" ]; then
+    echo "deep: wrk $wrk_deep_args on one listener at a time, $deep_rounds rounds; test: front=$front, alone."
+    echo "added: median over rounds of (auth − open) within a round. [lo … hi]: ≥ 90 % order-statistic interval."
+  elif [ "$second" = swapped ]; then
     echo "deep: wrk $wrk_deep_args on one listener at a time, $deep_rounds rounds; test: front=$front, swapped: the same"
     echo "with -swap (its listeners' order reversed). added: median over rounds of (auth − open) within a round;"
     echo "mean: of the two servers' (auth − open), which cancels the order; the order: half of test's (auth − open)"
@@ -483,9 +494,9 @@ deep() {
       # the runtime_delta fields, per request: label, scale
       nrt = split("GC cycles per 1000|KiB allocated|objects allocated|GC CPU, us|of it assists, us|goroutines started|sampled waits >= 4.2ms /1000", rtl, "|")
       split("1000 0.0009765625 1 1e6 1e6 1 1000", rts, " ")
-      # S, the second server: the control (its difference subtracted) or
-      # the swapped twin (the two differences averaged)
-      sw = (S == "swapped")
+      # S, the second server: the control (its difference subtracted), the
+      # swapped twin (the two differences averaged), or none (test alone)
+      sw = (S == "swapped"); alone = (S == "")
     }
     {
       v[$1, $2, $3, $4, "rps"] = $5; v[$1, $2, $3, $4, "p99"] = $6; v[$1, $2, $3, $4, "p50"] = $8; if ($4 > R) R = $4
@@ -497,8 +508,9 @@ deep() {
       printf "    %-34s " f " %s", label, med(a, n) / div, unit
       if (K) printf " [" f " … " f "]", a[K-1] / div, a[n-K] / div
     }
-    # diff: auth − open of server X in round r, for field F
-    function diff(C, X, r, F) { return v[C, X, "auth", r, F] - v[C, X, "open", r, F] }
+    # diff: auth − open of server X in round r, for field F (0 for no
+    # server: test alone)
+    function diff(C, X, r, F) { return (X == "") ? 0 : v[C, X, "auth", r, F] - v[C, X, "open", r, F] }
     # est: the estimate from the two servers'"'"' differences: less the
     # control, or their mean
     function est(t, c) { return sw ? (t + c) / 2 : t - c }
@@ -511,7 +523,7 @@ deep() {
         p50[n] = diff(C, "test", r, "p50")
         if (sw) p50[n] = (p50[n] + diff(C, S, r, "p50")) / 2
         qt[n] = 100 * v[C, "test", "auth", r, "rps"] / v[C, "test", "open", r, "rps"]
-        qc[n] = 100 * v[C, S, "auth", r, "rps"] / v[C, S, "open", r, "rps"]
+        qc[n] = alone ? 0 : 100 * v[C, S, "auth", r, "rps"] / v[C, S, "open", r, "rps"]
         q[n] = sw ? (qt[n] + qc[n]) / 2 : qt[n]
         open[n] = v[C, "test", "open", r, "p99"]
         up += dt[n] > 0; upc += dd[n] > 0
@@ -519,14 +531,19 @@ deep() {
       }
       split(C, parts, "/")
       printf "  %-5s %3s MiB: open p99 %.1f ms over %d rounds\n", parts[1], parts[2], med(open, n) / 1000, n
-      show("p99 added", dt, n, "ms", 1000); printf ", higher in %d/%d\n", up, n
-      show(sw ? "p99 added on the swapped server" : "p99 added by the control (A/A)", dc, n, "ms", 1000); printf "\n"
-      show(sw ? "p99 added, mean of the two" : "p99 added, less the control", dd, n, "ms", 1000); K = lowk(n) # show sorted dd
-      printf ", higher in %d/%d (≤ 1 ms: %s)\n", upc, n, verdict(K, dd[K-1], dd[n-K], 1000, 0)
+      show("p99 added", dt, n, "ms", 1000); printf ", higher in %d/%d", up, n
+      if (alone) { K = lowk(n); printf " (≤ 1 ms: %s)\n", verdict(K, dt[K-1], dt[n-K], 1000, 0) } # dt sorted by show
+      else printf "\n"
+      if (!alone) { show(sw ? "p99 added on the swapped server" : "p99 added by the control (A/A)", dc, n, "ms", 1000); printf "\n" }
+      if (!alone) {
+        show(sw ? "p99 added, mean of the two" : "p99 added, less the control", dd, n, "ms", 1000); K = lowk(n) # show sorted dd
+        printf ", higher in %d/%d (≤ 1 ms: %s)\n", upc, n, verdict(K, dd[K-1], dd[n-K], 1000, 0)
+      }
       if (sw) { show("the order: half test less swapped", pos, n, "ms", 1000); printf "\n" }
       show(sw ? "p50 added, mean of the two" : "p50 added", p50, n, "ms", 1000); printf "\n"
       show(sw ? "requests, auth / open, mean" : "requests, auth / open", q, n, "%", 1)
       if (sw) printf "; test %.1f %%, swapped %.1f %%\n", med(qt, n), med(qc, n)
+      else if (alone) printf "\n"
       else printf "; control %.1f %%\n", med(qc, n)
       runtime(C)
     }
@@ -536,7 +553,7 @@ deep() {
     # the rounds carry no runtime fields.
     function runtime(C,   j, r, n, a, o, d, K) {
       if (v[C, "test", "auth", 1, "rt1"] == "") return
-      printf "    %-30s %10s | %10s | %s\n", "runtime per request", "auth", "open", sw ? "auth − open, mean of the two servers" : "auth − open, less the control"
+      printf "    %-30s %10s | %10s | %s\n", "runtime per request", "auth", "open", sw ? "auth − open, mean of the two servers" : alone ? "auth − open" : "auth − open, less the control"
       for (j = 1; j <= nrt; j++) {
         n = 0
         for (r = 1; r <= R; r++) {

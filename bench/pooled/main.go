@@ -24,15 +24,18 @@
 //
 // SERVER is test, control or swapped, SIDE auth or open, VALUE a latency in µs and
 // COUNT how many of the run's requests wrk recorded at it (bench/loadserver/
-// mcp.lua writes the pairs). Usage: pooled [-p 99] [-bound 1ms] FILE...
-// (each FILE one run: its rounds are distinct from another file's).
+// mcp.lua writes the pairs). Usage: pooled [-p 99] [-bound 1ms] [-level 95]
+// FILE... (each FILE one run: its rounds are distinct from another file's;
+// -level the bootstrap intervals' coverage, in per cent).
 //
 // The second server is the A/A control (DEEP_CONTROL=none: the bare
 // handler on both listeners), and the estimate the test server's
 // difference less the control's; or the test server's twin with its
 // listeners' order reversed (DEEP_CONTROL=swap, loadserver -swap), and the
 // estimate the mean of the two servers' differences, in which whatever the
-// order gives one listener cancels. A configuration has one or the other.
+// order gives one listener cancels. A configuration has one or the other,
+// or neither (DEEP_CONTROL=off: the test server alone, its two listeners a
+// round, and the estimate its own difference).
 package main
 
 import (
@@ -55,9 +58,10 @@ func main() {
 	p := flag.Float64("p", 99, "the percentile")
 	bound := flag.Duration("bound", time.Millisecond, "the target: at most this much added")
 	resamples := flag.Int("resamples", 2000, "bootstrap resamples")
+	level := flag.Float64("level", 95, "the bootstrap intervals' coverage, per cent")
 	flag.Parse()
-	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: pooled [-p 99] [-bound 1ms] [-resamples 2000] FILE...")
+	if flag.NArg() == 0 || *level <= 0 || *level >= 100 {
+		fmt.Fprintln(os.Stderr, "usage: pooled [-p 99] [-bound 1ms] [-resamples 2000] [-level 95] FILE...")
 		os.Exit(2)
 	}
 	in, err := load(flag.Args())
@@ -66,7 +70,7 @@ func main() {
 		os.Exit(1)
 	}
 	for _, c := range in.order {
-		report(os.Stdout, c, c.analyze(*p, *resamples), *p, *bound)
+		report(os.Stdout, c, c.analyze(*p, *resamples, *level), *p, *bound)
 	}
 }
 
@@ -94,10 +98,11 @@ type hist struct {
 }
 
 // config holds a configuration's rounds, each with the histograms of its
-// four listeners; only rounds that have all four count.
+// four listeners (two with no second server); only rounds that have all of
+// them count.
 type config struct {
 	name   string
-	second string // "control" or "swapped": the second server
+	second string // "control" or "swapped": the second server; "": none
 	rounds map[roundKey]*[listeners]*hist
 }
 
@@ -230,23 +235,34 @@ func parseHist(f []string) (*hist, error) {
 // analysis is a configuration's added latency (µs), per round and pooled.
 type analysis struct {
 	rounds, runs int
+	level        float64   // the bootstrap intervals' coverage, per cent
 	perRound     estimates // medians over rounds, order-statistic intervals
 	pooledP      [listeners]int64
 	pooled       estimates // of the pooled percentiles, bootstrap intervals
 }
 
-// estimates are the three differences, each with its interval.
+// estimates are the three differences, each with its interval (with no
+// second server, its difference is NaN and the estimate is test's own).
 type estimates struct {
 	added, second, est       float64 // test auth − open; the second server's auth − open; the estimate from both
 	addedCI, secondCI, estCI [2]float64
 }
 
-// complete returns the rounds that have all four listeners, in order, and
+// used is how many of the listeners a round of c has: four, or the test
+// server's two when there is no second server.
+func (c *config) used() int {
+	if c.second == "" {
+		return secondAuth
+	}
+	return listeners
+}
+
+// complete returns the rounds that have all their listeners, in order, and
 // their indexes grouped by run.
 func (c *config) complete() (rounds [][listeners]*hist, byRun [][]int) {
 	keys := make([]roundKey, 0, len(c.rounds))
 	for k, rd := range c.rounds {
-		if !slices.Contains(rd[:], nil) {
+		if !slices.Contains(rd[:c.used()], nil) {
 			keys = append(keys, k)
 		}
 	}
@@ -265,27 +281,28 @@ func (c *config) complete() (rounds [][listeners]*hist, byRun [][]int) {
 // fewer says more about the resampling than about the server.
 const minRounds = 10
 
-func (c *config) analyze(p float64, resamples int) analysis {
+func (c *config) analyze(p float64, resamples int, level float64) analysis {
 	rounds, byRun := c.complete()
-	a := analysis{rounds: len(rounds), runs: len(byRun)}
+	a := analysis{rounds: len(rounds), runs: len(byRun), level: level}
 	if len(rounds) == 0 {
 		return a
 	}
+	used := c.used()
 	var pools [listeners]*pool
-	for l := range listeners {
+	for l := range used {
 		pools[l] = newPool(rounds, l)
 	}
 	percentiles := func(picked []int) (q [listeners]int64) {
-		for l := range listeners {
+		for l := range used {
 			q[l] = pools[l].percentile(picked, p)
 		}
 		return q
 	}
-	swapped := c.second == "swapped"
+	second := c.second
 	// Each round's own differences, indexed by round.
 	var per [3][]float64
 	for i := range rounds {
-		for j, x := range differences(percentiles([]int{i}), swapped) {
+		for j, x := range differences(percentiles([]int{i}), second) {
 			per[j] = append(per[j], x)
 		}
 	}
@@ -295,7 +312,7 @@ func (c *config) analyze(p float64, resamples int) analysis {
 	}
 	a.pooledP = percentiles(all)
 	a.perRound.set(medians(per, all))
-	a.pooled.set(differences(a.pooledP, swapped))
+	a.pooled.set(differences(a.pooledP, second))
 	nan := [2]float64{math.NaN(), math.NaN()}
 	if len(rounds) < minRounds {
 		a.perRound.setCI([3][2]float64{nan, nan, nan})
@@ -312,7 +329,7 @@ func (c *config) analyze(p float64, resamples int) analysis {
 	var pick []int
 	for range resamples {
 		pick = resample(rng, byRun, pick[:0])
-		for j, x := range differences(percentiles(pick), swapped) {
+		for j, x := range differences(percentiles(pick), second) {
 			boot[j] = append(boot[j], x)
 		}
 		if len(byRun) > 1 { // one run keeps the order-statistic interval
@@ -321,9 +338,9 @@ func (c *config) analyze(p float64, resamples int) analysis {
 			}
 		}
 	}
-	a.pooled.setCI([3][2]float64{interval(boot[0]), interval(boot[1]), interval(boot[2])})
+	a.pooled.setCI([3][2]float64{interval(boot[0], level), interval(boot[1], level), interval(boot[2], level)})
 	if len(byRun) > 1 {
-		a.perRound.setCI([3][2]float64{interval(bootPer[0]), interval(bootPer[1]), interval(bootPer[2])})
+		a.perRound.setCI([3][2]float64{interval(bootPer[0], level), interval(bootPer[1], level), interval(bootPer[2], level)})
 	}
 	return a
 }
@@ -397,26 +414,34 @@ func orderInterval(xs []float64) [2]float64 {
 	return [2]float64{xs[k-1], xs[n-k]}
 }
 
-// differences are, from the four listeners' percentiles, the test server's
+// differences are, from the listeners' percentiles, the test server's
 // auth − open, the second server's, and the estimate: the first less the
-// second (a control), or their mean (a swapped twin).
-func differences(q [listeners]int64, swapped bool) [3]float64 {
+// second (a control), their mean (a swapped twin), or the first alone (no
+// second server, whose difference is then NaN).
+func differences(q [listeners]int64, second string) [3]float64 {
 	added := float64(q[testAuth] - q[testOpen])
-	second := float64(q[secondAuth] - q[secondOpen])
-	if swapped {
-		return [3]float64{added, second, (added + second) / 2}
+	other := float64(q[secondAuth] - q[secondOpen])
+	switch second {
+	case "swapped":
+		return [3]float64{added, other, (added + other) / 2}
+	case "":
+		return [3]float64{added, math.NaN(), added}
 	}
-	return [3]float64{added, second, added - second}
+	return [3]float64{added, other, added - other}
 }
 
-// interval is the 2.5th and 97.5th percentiles of xs (sorted in place).
-func interval(xs []float64) [2]float64 {
-	if len(xs) == 0 {
+// interval is the central level per cent of xs (sorted in place): for 95,
+// their 2.5th and 97.5th percentiles; NaNs when xs holds a NaN.
+func interval(xs []float64, level float64) [2]float64 {
+	if len(xs) == 0 || slices.ContainsFunc(xs, math.IsNaN) {
 		return [2]float64{math.NaN(), math.NaN()}
 	}
 	slices.Sort(xs)
-	at := func(f float64) float64 { return xs[min(len(xs)-1, int(f*float64(len(xs))))] }
-	return [2]float64{at(0.025), at(0.975)}
+	tail := (1 - level/100) / 2
+	at := func(f float64) float64 { // 1e-9: 0.05 × 1000 is 49.999… in binary
+		return xs[min(len(xs)-1, int(f*float64(len(xs))+1e-9))]
+	}
+	return [2]float64{at(tail), at(1 - tail)}
 }
 
 // pool is one listener's histograms over all rounds, their values mapped
@@ -492,19 +517,23 @@ func verdict(ci [2]float64, bound float64) string {
 
 func report(w io.Writer, c *config, a analysis, p float64, bound time.Duration) {
 	if a.rounds == 0 {
-		fmt.Fprintf(w, "  %s: no round with all four listeners\n", c.name)
+		fmt.Fprintf(w, "  %s: no round with all %d listeners\n", c.name, c.used())
 		return
 	}
 	ms := func(us int64) string { return strconv.FormatFloat(float64(us)/1000, 'f', 2, 64) }
 	fmt.Fprintf(w, "  %s: %d rounds from %d run(s); p%g added, ms\n", c.name, a.rounds, a.runs, p)
-	perCI, boot := "≥ 90 % order-statistic interval", "95 % bootstrap over rounds"
+	perCI, boot := "≥ 90 % order-statistic interval", fmt.Sprintf("%g %% bootstrap over rounds", a.level)
 	if a.runs > 1 {
-		perCI, boot = "95 % bootstrap over runs, then rounds", "95 % bootstrap over runs, then rounds"
+		boot = fmt.Sprintf("%g %% bootstrap over runs, then rounds", a.level)
+		perCI = boot
 	}
 	fmt.Fprintf(w, "    per round (median of the rounds' own differences; %s):\n", perCI)
 	a.perRound.print(w, c.second, bound)
-	fmt.Fprintf(w, "    pooled (each listener's p%g over all rounds: test auth %s, open %s; %s auth %s, open %s; %s):\n",
-		p, ms(a.pooledP[testAuth]), ms(a.pooledP[testOpen]), c.second, ms(a.pooledP[secondAuth]), ms(a.pooledP[secondOpen]), boot)
+	ps := fmt.Sprintf("test auth %s, open %s", ms(a.pooledP[testAuth]), ms(a.pooledP[testOpen]))
+	if c.second != "" {
+		ps += fmt.Sprintf("; %s auth %s, open %s", c.second, ms(a.pooledP[secondAuth]), ms(a.pooledP[secondOpen]))
+	}
+	fmt.Fprintf(w, "    pooled (each listener's p%g over all rounds: %s; %s):\n", p, ps, boot)
 	a.pooled.print(w, c.second, bound)
 }
 
@@ -518,9 +547,12 @@ func (e estimates) print(w io.Writer, second string, bound time.Duration) {
 		ci      [2]float64
 		verdict bool
 	}{{"added", e.added, e.addedCI, true}, {"added by the control (A/A)", e.second, e.secondCI, false}, {"added, less the control", e.est, e.estCI, true}}
-	if second == "swapped" {
+	switch second {
+	case "swapped":
 		rows[0].verdict = false // the order is in it: the mean is the estimate
 		rows[1].label, rows[2].label = "added on the swapped server", "added, mean of the two"
+	case "":
+		rows = rows[:1] // the estimate is test's own difference
 	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "      %-28s %s", r.label, signed(r.x))

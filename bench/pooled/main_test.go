@@ -52,6 +52,7 @@ type synth struct {
 	shift, control int64
 	swapped        bool
 	order          int64
+	alone          bool // the test server only (DEEP_CONTROL=off)
 	seed           uint64
 }
 
@@ -63,6 +64,9 @@ func (sy synth) String() string {
 	if sy.swapped {
 		ls = []string{"test auth", "test open", "swapped auth", "swapped open"}
 		add = map[string]int64{"test auth": 1000 + sy.shift + sy.order, "test open": 1000, "swapped auth": sy.shift, "swapped open": sy.order}
+	}
+	if sy.alone {
+		ls = ls[:2]
 	}
 	for r := sy.first; r < sy.first+sy.rounds; r++ {
 		scale := 0.8 + 0.4*rng.Float64()
@@ -95,7 +99,7 @@ func TestAnalyze(t *testing.T) {
 			configs, err := parse(strings.NewReader(sy.String()))
 			require.NoError(t, err)
 			require.Len(t, configs, 1)
-			a := configs[0].analyze(99, 200)
+			a := configs[0].analyze(99, 200, 95)
 			assert.Equal(t, 30, a.rounds)
 			s, c := float64(tc.shift), float64(tc.control)
 			for name, e := range map[string]estimates{"pooled": a.pooled, "per round": a.perRound} {
@@ -127,7 +131,7 @@ func TestAnalyzeSwapped(t *testing.T) {
 	configs, err := parse(strings.NewReader(sy.String()))
 	require.NoError(t, err)
 	require.Len(t, configs, 1)
-	a := configs[0].analyze(99, 200)
+	a := configs[0].analyze(99, 200, 95)
 	for name, e := range map[string]estimates{"pooled": a.pooled, "per round": a.perRound} {
 		assert.InDelta(t, 1800, e.added, 400, "%s: added %v", name, e.added)
 		assert.InDelta(t, -1200, e.second, 400, "%s: on the twin %v", name, e.second)
@@ -159,20 +163,63 @@ func naiveP99(c *config, l int) int64 {
 	return all[rank-1]
 }
 
-// TestInterval: the middle 95 % of the bootstrap's values.
+// TestInterval: the middle level per cent of the bootstrap's values; none
+// of a NaN (the missing second server's).
 func TestInterval(t *testing.T) {
 	xs := make([]float64, 1000)
 	for i := range xs {
 		xs[i] = float64(999 - i)
 	}
-	assert.Equal(t, [2]float64{25, 975}, interval(xs))
+	assert.Equal(t, [2]float64{25, 975}, interval(xs, 95))
+	assert.Equal(t, [2]float64{8, 991}, interval(xs, 98.33)) // int(0.00835 × 1000), int(0.99165 × 1000)
+	assert.Equal(t, [2]float64{50, 950}, interval(xs, 90))
+	assert.True(t, math.IsNaN(interval([]float64{1, math.NaN(), 2}, 95)[1]))
+}
+
+// TestAnalyzeAlone: the test server alone (DEEP_CONTROL=off), two
+// listeners a round: its rounds count, the 0.3 ms its auth listener adds is
+// found and meets 1 ms, 2 ms does not, the report has no second server's
+// rows, and a wider level gives a wider interval around the same estimate.
+func TestAnalyzeAlone(t *testing.T) {
+	for _, tc := range []struct {
+		shift   int64
+		verdict string
+	}{{300, "met"}, {2000, "NOT MET"}} {
+		t.Run(fmt.Sprint(tc.shift), func(t *testing.T) {
+			configs, err := parse(strings.NewReader(synth{rounds: 30, first: 1, shift: tc.shift, alone: true, seed: 3}.String()))
+			require.NoError(t, err)
+			require.Len(t, configs, 1)
+			assert.Equal(t, "", configs[0].second)
+			a := configs[0].analyze(99, 200, 95)
+			assert.Equal(t, 30, a.rounds)
+			for name, e := range map[string]estimates{"pooled": a.pooled, "per round": a.perRound} {
+				assert.InDelta(t, float64(tc.shift), e.added, 400, "%s: added %v", name, e.added)
+				assert.Equal(t, e.added, e.est, name)
+				assert.True(t, math.IsNaN(e.second), name)
+				assert.Equal(t, tc.verdict, verdict(e.addedCI, 1000), name)
+			}
+			var out bytes.Buffer
+			report(&out, configs[0], a, 99, time.Millisecond)
+			assert.Equal(t, 2, strings.Count(out.String(), "≤ 1 ms: "+tc.verdict), out.String())
+			assert.NotContains(t, out.String(), "control")
+			assert.NotContains(t, out.String(), "NaN")
+			wide := configs[0].analyze(99, 200, 99.9)
+			assert.Equal(t, a.pooled.added, wide.pooled.added)
+			assert.Less(t, wide.pooled.addedCI[0]-1, a.pooled.addedCI[0])
+			assert.Greater(t, wide.pooled.addedCI[1], a.pooled.addedCI[1]-1)
+			assert.Greater(t, wide.pooled.addedCI[1]-wide.pooled.addedCI[0], a.pooled.addedCI[1]-a.pooled.addedCI[0])
+			out.Reset()
+			report(&out, configs[0], wide, 99, time.Millisecond)
+			assert.Contains(t, out.String(), "99.9 % bootstrap over rounds")
+		})
+	}
 }
 
 // TestAnalyzeTooFewRounds: below minRounds no interval and no verdict.
 func TestAnalyzeTooFewRounds(t *testing.T) {
 	configs, err := parse(strings.NewReader(synth{rounds: minRounds - 1, first: 1}.String()))
 	require.NoError(t, err)
-	a := configs[0].analyze(99, 50)
+	a := configs[0].analyze(99, 50, 95)
 	for _, ci := range [][2]float64{a.pooled.addedCI, a.pooled.estCI, a.perRound.addedCI, a.perRound.estCI} {
 		assert.True(t, math.IsNaN(ci[0]) && math.IsNaN(ci[1]), "%v", ci)
 	}
@@ -191,7 +238,7 @@ func TestAnalyzeIncompleteRounds(t *testing.T) {
 	rounds, byRun := configs[0].complete()
 	assert.Len(t, rounds, 2)
 	assert.Equal(t, [][]int{{0, 1}}, byRun)
-	assert.Equal(t, 2, configs[0].analyze(99, 10).rounds)
+	assert.Equal(t, 2, configs[0].analyze(99, 10, 95).rounds)
 }
 
 // TestRunsWiden: two runs that disagree (+1.5 ms and −1.5 ms added), read
@@ -212,12 +259,12 @@ func TestRunsWiden(t *testing.T) {
 	in, err := load(names)
 	require.NoError(t, err)
 	require.Len(t, in.order, 1)
-	two := in.order[0].analyze(99, 300)
+	two := in.order[0].analyze(99, 300, 95)
 	assert.Equal(t, 40, two.rounds)
 	assert.Equal(t, 2, two.runs)
 	configs, err := parse(strings.NewReader(one.String()))
 	require.NoError(t, err)
-	single := configs[0].analyze(99, 300)
+	single := configs[0].analyze(99, 300, 95)
 	assert.Equal(t, 1, single.runs)
 	width := func(ci [2]float64) float64 { return ci[1] - ci[0] }
 	for name, e := range map[string][2]estimates{"pooled": {two.pooled, single.pooled}, "per round": {two.perRound, single.perRound}} {
