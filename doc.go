@@ -24,7 +24,8 @@
 //		log.Fatal(err)
 //	}
 //	srv := &http.Server{Addr: ":8000", Handler: proxy.Handler(mcpHandler),
-//		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+//		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+//		IdleTimeout: 2 * time.Minute} // no WriteTimeout: it would cut MCP streams
 //	log.Fatal(srv.ListenAndServe())
 //
 // Resource-server mode, verifying Cognito access tokens directly:

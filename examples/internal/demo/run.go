@@ -154,13 +154,8 @@ func run(ctx context.Context, cfg config, mcp http.Handler, stdout io.Writer, lo
 	printConnect(stdout, proxy.Resource())
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
-	probes := &probes{next: endOnShutdown(streams, proxy.Handler(mcp))}
-	srv := &http.Server{
-		Handler:           probes,
-		ReadHeaderTimeout: 10 * time.Second, // no ReadTimeout/WriteTimeout: they would cut MCP streams
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	probes := &probes{next: endOnShutdown(streams, proxy.Handler(http.MaxBytesHandler(mcp, maxMCPBody)))}
+	srv := newServer(probes, requestReadTimeout, logger)
 	srv.RegisterOnShutdown(endStreams)
 	fmt.Fprintf(stdout, "listening on %s\n", base)
 	logger.Info("serving", "mcp", proxy.Resource(), "addr", ln.Addr().String())
@@ -173,6 +168,30 @@ type shutdown struct {
 	probes         *probes                              // whose /readyz fails from the start
 	delay, timeout time.Duration                        // SHUTDOWN_DELAY, SHUTDOWN_TIMEOUT
 	after          func(time.Duration) <-chan time.Time // time.After; a test's own clock
+}
+
+// maxMCPBody bounds the body of an MCP request: the SDKs read a message
+// whole, and a signed-in client could otherwise send gigabytes.
+const maxMCPBody = 4 << 20
+
+// requestReadTimeout bounds the reading of a request, body included: a client
+// that trickles its body (or its headers) holds a connection and a
+// goroutine no longer. It does not cut MCP event streams: net/http lifts
+// the read deadline once the body is read (TestServerReadTimeout).
+const requestReadTimeout = 30 * time.Second
+
+// newServer is the program's http.Server: ReadTimeout and ReadHeaderTimeout
+// for slow clients, IdleTimeout for idle connections, headers of at most
+// 64 KiB, and no WriteTimeout, which would cut MCP event streams.
+func newServer(h http.Handler, readTimeout time.Duration, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // serve runs srv on ln until ctx ends, then drains: /readyz answers 503 at

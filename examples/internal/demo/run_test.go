@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -257,3 +258,60 @@ func TestNewLogger(t *testing.T) {
 
 // syncBuffer is a log or output buffer safe for concurrent writers.
 type syncBuffer = syncbuf.Buffer
+
+// TestServerReadTimeout: the program's server cuts a request whose body
+// does not arrive within ReadTimeout, but an event stream (a GET, and a
+// POST answered as a stream once its body is read) goes on past it.
+func TestServerReadTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	bodyErr := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			_, err := io.ReadAll(r.Body)
+			bodyErr <- err
+			return
+		}
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 8 { // 4 × timeout
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(timeout / 2)
+		}
+	})
+	srv := newServer(h, timeout, slog.New(slog.DiscardHandler))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	base := "http://" + ln.Addr().String()
+
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		req, err := http.NewRequestWithContext(t.Context(), method, base+"/stream", strings.NewReader(`{"jsonrpc":"2.0"}`))
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err, method)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, method)
+		assert.Equal(t, 8, strings.Count(string(body), "data: "), "%s: the stream outlived ReadTimeout: %q", method, body)
+	}
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+	require.NoError(t, err)
+	select { // the client holds the rest of its body for good
+	case err := <-bodyErr:
+		var ne net.Error
+		require.ErrorAs(t, err, &ne, "the body read fails")
+		assert.True(t, ne.Timeout(), "%v", err)
+	case <-time.After(20 * timeout):
+		t.Fatal("a body that never arrives holds the handler past ReadTimeout")
+	}
+}

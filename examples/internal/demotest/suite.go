@@ -114,6 +114,26 @@ func TestExample(t *testing.T, program string) {
 		assert.Contains(t, Text(t, res), `"requested_by":"alice"`)
 	})
 
+	t.Run("an MCP body over 4 MiB is refused", func(t *testing.T) {
+		token := s.Login(t, "Big Body Client")
+		// An initialize, which either SDK would answer 200 if it read it.
+		body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},` +
+			`"clientInfo":{"name":"big","version":"1"},"pad":"` + strings.Repeat("x", 5<<20) + `"}}`
+		req, err := http.NewRequest(http.MethodPost, s.URL+"/mcp", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil { // the server may close the connection before the client has sent it all
+			resp.Body.Close()
+			assert.True(t, resp.StatusCode == http.StatusRequestEntityTooLarge || resp.StatusCode == http.StatusBadRequest, "status %d", resp.StatusCode)
+		}
+		assert.Equal(t, http.StatusOK, probe(t, s.URL+"/healthz"), "still serving")
+		res := s.CallTool(t, token, "whoami")
+		assert.False(t, res.IsError, "a request of ordinary size still works: %s", Text(t, res))
+	})
+
 	t.Run("SIGTERM shuts down cleanly, open streams included", func(t *testing.T) {
 		s.OpenSession(t, s.Login(t, "Streaming Client")) // holds a GET event stream open
 		start := time.Now()
@@ -155,6 +175,8 @@ func TestExampleDrains(t *testing.T) {
 		delay/2, 10*time.Millisecond, "/readyz still ready after SIGTERM")
 	assert.Equal(t, http.StatusOK, probe(t, s.URL+"/healthz"), "alive while draining")
 	assert.Equal(t, http.StatusOK, probe(t, s.URL+"/.well-known/oauth-protected-resource/mcp"), "serving while draining")
+	assert.Equal(t, http.StatusOK, probe(t, s.URL+"/.well-known/oauth-authorization-server"), "sign-in metadata while draining")
+	assert.Equal(t, http.StatusBadRequest, probe(t, s.URL+"/authorize"), "/authorize answers (no client named) while draining")
 	s.Wait(t)
 	assert.GreaterOrEqual(t, time.Since(start), delay, "exited before SHUTDOWN_DELAY ended")
 	assert.Contains(t, s.Stderr(), `msg="shutting down: /readyz answers 503" delay=4s timeout=20s`)
