@@ -76,9 +76,10 @@ type cimdEntry struct {
 }
 
 type cimdCall struct {
-	done chan struct{}
-	rec  *clientRecord
-	err  error
+	done    chan struct{}
+	rec     *clientRecord
+	err     error
+	waiters int // callers waiting on it, under the fetcher's mu: for tests
 }
 
 // newCIMDFetcher returns a fetcher with its own pinned-dial transport. Of
@@ -142,6 +143,7 @@ func (f *cimdFetcher) fetch(ctx context.Context, clientID string) (*clientRecord
 		f.inflight[clientID] = call
 		go f.lead(ctx, clientID, call) // so that this caller, too, waits no longer than its ctx
 	}
+	call.waiters++
 	f.mu.Unlock()
 	select {
 	case <-call.done:

@@ -706,6 +706,14 @@ func TestCIMDConcurrentFetchesShareOneRequest(t *testing.T) {
 		})
 	}
 	<-arrived
+	// Every caller waits on the one download before it is let through: none
+	// can be served from the cache it fills.
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		call := f.inflight[srv.URL+"/slow.json"]
+		return call != nil && call.waiters == 5
+	}, 10*time.Second, time.Millisecond, "the five callers share one download")
 	close(release)
 	wg.Wait()
 	assert.Equal(t, int32(5), ok.Load())

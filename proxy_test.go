@@ -398,16 +398,29 @@ func TestProxyAuthorizeRules(t *testing.T) {
 	})
 }
 
+// TestProxyTokenForAnotherResourceRefused: a's access token at another MCP
+// endpoint of the same server (the same BaseURL, keys and store, so the
+// same issuer, signature and grant) is refused: only the audience tells
+// the tokens apart.
 func TestProxyTokenForAnotherResourceRefused(t *testing.T) {
-	a := newProxyFixture(t, nil)
-	b := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.MCPPath = "/other" })
-	// b shares a's keys, so only the audience tells the tokens apart.
+	store := cognitomcp.NewMemoryStore()
+	a := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
 	access, _ := a.register(loopbackRedirect).login()
 	resp, _ := a.mcp(access)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, _ = b.mcp(access)
-	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
+
+	cfg := a.cfg
+	cfg.MCPPath = "/other"
+	other, err := cognitomcp.NewProxy(t.Context(), cfg)
+	require.NoError(t, err)
+	require.Equal(t, a.proxy.Issuer(), other.Issuer())
+	req := httptest.NewRequest(http.MethodPost, other.Resource(), strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer "+access)
+	rec := httptest.NewRecorder()
+	other.Handler(mcpEcho).ServeHTTP(rec, req)
+	assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	assert.Contains(t, rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`)
+	assert.Contains(t, a.logs.String(), "token issued for another resource", "refused by the audience check")
 }
 
 func TestProxyRefreshRotation(t *testing.T) {

@@ -460,23 +460,41 @@ func TestKeyRotationEncryption(t *testing.T) {
 
 // TestProxiesSharingAStore: two MCP servers on one store with one master
 // secret (one Redis for several servers, the default prefix) do not read
-// each other's records: a refresh token of server A, presented at server B
-// under the same client id, mints nothing there, and A's client is unknown
-// at B.
+// each other's records: A's registered client is unknown at B; and a
+// refresh token of server A, presented at B by a client both servers know
+// (the Cognito app client both are configured with, as an upstream
+// client), reaches B's grant lookup and mints nothing there.
 func TestProxiesSharingAStore(t *testing.T) {
 	shared := cognitomcp.NewMemoryStore()
 	clock := newTestClock()
 	pool := newTestPool(t, clock)
-	a := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = shared })
-	b := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = shared })
+	a := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Store = shared
+		cfg.UpstreamClientRedirectURIs = []string{loopbackRedirect}
+	})
+	b := newProxyFixtureOn(t, pool, clock, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Store = shared
+		cfg.ClientID = a.app.ID // the same Cognito app client: a client id both servers know
+		cfg.UpstreamClientRedirectURIs = []string{loopbackRedirect}
+	})
 	require.NotEqual(t, a.proxy.Resource(), b.proxy.Resource())
+
 	c := a.register(loopbackRedirect)
 	_, rt := c.login() // a sign-in for server A only
-
 	atB := b.newClient(c.id, c.redirect)
 	status, out := atB.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 	assert.Equal(t, http.StatusUnauthorized, status, "server B must not refresh server A's grant: %v", out["error"])
 	assert.Equal(t, "invalid_client", out["error"], "A's client is not B's")
 	status, out = failureRefresh(c, rt)
+	assert.Equal(t, http.StatusOK, status, "at A the sign-in goes on: %v", out["error"])
+
+	u := a.newClient(a.app.ID, loopbackRedirect)
+	_, urt := u.login()
+	uAtB := b.newClient(a.app.ID, loopbackRedirect)
+	status, out = uAtB.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {urt}, "client_id": {a.app.ID}})
+	assert.Equal(t, http.StatusUnauthorized, status, "server B must not refresh server A's grant: %v", out)
+	assert.Equal(t, "invalid_grant", out["error"], "past the client, at the grant")
+	assert.Contains(t, b.logs.String(), "stored value does not open", "A's grant does not open at B")
+	status, out = failureRefresh(u, urt)
 	assert.Equal(t, http.StatusOK, status, "at A the sign-in goes on: %v", out["error"])
 }

@@ -105,19 +105,44 @@ func TestConsentPageInBrowser(t *testing.T) {
 	// (the browser would drop the first answer, which sent it to Cognito,
 	// for the second, the 403 of a form already used).
 	t.Run("double click on Allow", func(t *testing.T) {
-		f.consentLatency.Store(int64(500 * time.Millisecond))
-		t.Cleanup(func() { f.consentLatency.Store(0) })
+		hold := make(chan struct{})
+		f.consentHold.Store(&hold)
+		t.Cleanup(func() { f.consentHold.Store(nil) })
 		tab := newTab(t, browser, false)
 		c := f.register(t, "Double-Click Client")
 		flow := f.authorize(t, c)
 
+		// The page reports its clicks and form submissions through a
+		// binding: an evaluation would wait for the navigation the first
+		// submission started.
+		events := make(chan string, 8)
+		do(t, tab, chromedp.ExposeFunc("reportEvent", func(_ context.Context, e string) (bool, error) {
+			events <- e
+			return true, nil
+		}))
 		navigate(t, tab, flow.url)
+		posts := f.consentPosts.Load()
 		// The clicks, 100 ms apart, as the page's own (a click of the
 		// driver's waits for the page, which the first has sent on).
-		evaluate[int](t, tab, `(() => { const b = document.getElementById("approve"); b.click(); setTimeout(() => b.click(), 100); return 1 })()`)
+		evaluate[int](t, tab, `(() => {
+			const b = document.getElementById("approve");
+			b.addEventListener("click", () => reportEvent("click"), true);
+			document.querySelector("form").addEventListener("submit", () => reportEvent("submit"), true);
+			b.click(); setTimeout(() => b.click(), 100); return 1 })()`)
+		// The first answer is held until the page has seen both clicks and
+		// both submissions.
+		for range 4 {
+			select {
+			case <-events:
+			case <-time.After(stepTimeout):
+				t.Fatal("the second click did not happen on the page")
+			}
+		}
+		close(hold)
 		require.Eventually(t, func() bool {
 			return strings.HasPrefix(location(t, tab), f.pool.DomainURL+"/login?")
 		}, stepTimeout, 50*time.Millisecond, "on Cognito's sign-in page, not the page of a used form")
+		assert.Equal(t, posts+1, f.consentPosts.Load(), "one POST /consent reached the server")
 		assert.Equal(t, 1, strings.Count(f.logs.String(), `consent given" mcp_client=`+c.id), "the form went once")
 		assert.NotContains(t, f.logs.String(), "csrf token already used")
 		do(t, tab,
@@ -200,9 +225,11 @@ type browserFixture struct {
 	proxy *cognitomcp.Proxy
 	srv   *httptest.Server
 	logs  *syncBuffer
-	// consentLatency (ns) holds back the answers to the consent form, as
-	// a network between the browser and the server would.
-	consentLatency atomic.Int64
+	// consentHold, when set, holds back the answers to the consent form
+	// until it is closed, as a slow network between the browser and the
+	// server would; consentPosts counts the forms that reached the server.
+	consentHold  atomic.Pointer[chan struct{}]
+	consentPosts atomic.Int32
 }
 
 func newBrowserFixture(t *testing.T) *browserFixture {
@@ -217,9 +244,15 @@ func newBrowserFixtureWith(t *testing.T, mod func(*cognitomcp.ProxyConfig)) *bro
 	f := &browserFixture{logs: &syncBuffer{}}
 	var handler http.Handler = http.NotFoundHandler()
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handler.ServeHTTP(w, r)
 		if r.Method == http.MethodPost && r.URL.Path == "/consent" {
-			time.Sleep(time.Duration(f.consentLatency.Load())) // the answer, written, is on its way back
+			f.consentPosts.Add(1)
+		}
+		handler.ServeHTTP(w, r)
+		if hold := f.consentHold.Load(); hold != nil && r.Method == http.MethodPost && r.URL.Path == "/consent" {
+			select { // the answer, written, is on its way back
+			case <-*hold:
+			case <-time.After(time.Minute):
+			}
 		}
 	}))
 	t.Cleanup(f.srv.Close)
