@@ -526,7 +526,7 @@ type attackRow struct {
 	// location is where a redirect may go: "" nowhere, "client" an error
 	// redirect to s.redirect, "consent" the proxy's consent page.
 	location string
-	writes   []string                     // store kinds the attack may write
+	writes   []string                     // store kinds the attack may write ("client": a new registration's first authorization request extends it)
 	upstream map[cognitotest.Endpoint]int // expected change of Cognito's counters
 	check    func(t *testing.T, a *attackEnv, s *attackScene, o *attackOutcome)
 }
@@ -1131,7 +1131,7 @@ func attackMatrix() []attackRow {
 				o := a.authorizeWith(s.c, nil)
 				require.Equal(a.t, http.StatusFound, o.status, o.body)
 				return a.browse(s.c, o.location().String())
-			}, status: 200, writes: []string{"txn", "csrf"},
+			}, status: 200, writes: []string{"client", "txn", "csrf"},
 			check: func(t *testing.T, _ *attackEnv, _ *attackScene, o *attackOutcome) {
 				assert.Contains(t, o.body, `<code id="redirect-host">xn--pple-43d.com</code>`)
 				assert.NotContains(t, o.body, "\u0430pple")
@@ -1238,7 +1238,7 @@ func attackMatrix() []attackRow {
 				o := a.authorizeWith(s.c, nil)
 				require.Equal(a.t, http.StatusFound, o.status)
 				return a.browse(s.c, o.location().String())
-			}, status: 200, writes: []string{"txn", "csrf"}, check: framingDenied},
+			}, status: 200, writes: []string{"client", "txn", "csrf"}, check: framingDenied},
 		{name: "consent/cookies on https are __Host-, Secure, HttpOnly and SameSite=Lax",
 			config: func(cfg *cognitomcp.ProxyConfig) { cfg.BaseURL = "https://mcp.example.test" }, arrange: withClient,
 			act: func(a *attackEnv, s *attackScene) *attackOutcome {
@@ -1247,7 +1247,7 @@ func attackMatrix() []attackRow {
 				consent := o.location()
 				require.Equal(a.t, "https://mcp.example.test", consent.Scheme+"://"+consent.Host)
 				return a.browse(s.c, a.srv.URL+consent.RequestURI()) // the test server speaks plain http
-			}, status: 200, writes: []string{"txn", "csrf"},
+			}, status: 200, writes: []string{"client", "txn", "csrf"},
 			check: func(t *testing.T, _ *attackEnv, _ *attackScene, o *attackOutcome) {
 				cookies := (&http.Response{Header: o.header}).Cookies()
 				require.NotEmpty(t, cookies)
@@ -1271,7 +1271,7 @@ func attackMatrix() []attackRow {
 				o := a.authorizeWith(s.c, nil)
 				require.Equal(a.t, http.StatusFound, o.status)
 				return a.browse(s.c, o.location().String())
-			}, status: 200, writes: []string{"txn", "csrf"},
+			}, status: 200, writes: []string{"client", "txn", "csrf"},
 			check: func(t *testing.T, _ *attackEnv, _ *attackScene, o *attackOutcome) {
 				assert.NotContains(t, o.body, "<svg")
 				assert.NotContains(t, o.body, "<script>")
@@ -1412,7 +1412,7 @@ func attackMatrix() []attackRow {
 		{name: "codes/authorize asking a scope the server does not offer gets none of it",
 			arrange: withClient,
 			act:     authorizeEdit(func(v url.Values) { v.Set("scope", "openid aws.cognito.signin.user.admin") }),
-			status:  302, location: "consent", writes: []string{"txn"},
+			status:  302, location: "consent", writes: []string{"client", "txn"},
 			check: func(t *testing.T, a *attackEnv, s *attackScene, o *attackOutcome) {
 				_, page := s.c.get(o.header.Get("Location"))
 				assert.Contains(t, page, "<code>openid</code>")

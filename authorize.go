@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -65,6 +66,7 @@ func (p *Proxy) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		if err := p.put(r.Context(), storeKey(kindTxn, txnID), txn, ttl); err != nil {
 			e = asError(err)
 		} else {
+			p.clientPresented(r.Context(), client)
 			p.startTransaction(w, r, txnID, txn, consent)
 			return
 		}
@@ -119,7 +121,7 @@ func (p *Proxy) authorizeClient(ctx context.Context, q url.Values) (*clientRecor
 	case errors.Is(err, errInvalidClientMetadata):
 		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidClient, "This application's published description could not be used. Its developer must fix it.", fmt.Errorf("client %.200q: %w", id, err))
 	case err != nil:
-		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidClient, "This application is not registered with this server, or its registration expired. Reconnect it.", fmt.Errorf("client %.200q: %w", id, err))
+		return nil, "", oauthError(http.StatusBadRequest, CodeInvalidClient, "This application is not registered with this server, or its registration expired. Remove this server from the application (or clear its saved sign-in for it) and add it again.", fmt.Errorf("client %.200q: %w", id, err))
 	}
 	redirect := q.Get("redirect_uri")
 	switch {
@@ -191,21 +193,57 @@ func (p *Proxy) grantableScopes(requested string, client *clientRecord) []string
 	if scopes := scopesIn(client.Scopes, p.scopes); len(scopes) > 0 {
 		return scopes
 	}
-	return slices.Clone(p.scopes)
+	return slices.Clone(p.required)
 }
 
 // checkResource validates an RFC 8707 resource parameter: absent means this
-// server's MCP resource; present, it must name exactly that resource, or,
-// when bound is set, the one the grant was bound to.
+// server's MCP resource; present, it must name that resource, or, when
+// bound is set, the one the grant was bound to, in any of the forms
+// sameResource accepts. The grant, and the audience of its tokens, is the
+// canonical form either way.
 func (p *Proxy) checkResource(resource, bound string) (string, *Error) {
 	want := p.resource
 	if bound != "" {
 		want = bound
 	}
-	if resource == "" || resource == want || resource == want+"/" {
+	if resource == "" || resource == want || sameResource(resource, want) {
 		return want, nil
 	}
 	return "", oauthError(http.StatusBadRequest, CodeInvalidTarget, "the resource is not served by this authorization server", nil)
+}
+
+// sameResource reports whether the resource a client sent names want, the
+// canonical resource (an absolute URI with no query): the same URI up to
+// RFC 3986 §6.2.2–6.2.3 normalisation (scheme and host in any case, the
+// default port written or not) and one trailing slash, and whatever query
+// or fragment the client appended to it ignored, as FastMCP does (ChatGPT
+// sends the server URL with ?kb_name=...). The path is compared as it is.
+func sameResource(given, want string) bool {
+	if len(given) > maxRedirectURILen {
+		return false
+	}
+	g, err1 := url.Parse(given)
+	w, err2 := url.Parse(want)
+	if err1 != nil || err2 != nil || g.Opaque != "" || g.User != nil || w.RawQuery != "" || !g.IsAbs() {
+		return false
+	}
+	return strings.EqualFold(g.Scheme, w.Scheme) && strings.EqualFold(g.Hostname(), w.Hostname()) &&
+		portOf(g) == portOf(w) &&
+		strings.TrimSuffix(g.EscapedPath(), "/") == strings.TrimSuffix(w.EscapedPath(), "/")
+}
+
+// portOf is u's port, or its scheme's default one.
+func portOf(u *url.URL) string {
+	if port := u.Port(); port != "" {
+		return port
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return "443"
+	case "http":
+		return "80"
+	}
+	return ""
 }
 
 // isS256Challenge reports whether s is 43 base64url characters, the

@@ -72,6 +72,14 @@ type ProxyConfig struct {
 	// be listed, or no client can obtain it (logged once). Default
 	// {"openid", "email", "profile"}.
 	Scopes []string
+	// RequiredScopes are the scopes every sign-in asks for: those the 401
+	// challenge and the protected resource metadata name (MCP clients ask
+	// for exactly those), and those granted to a client that asks for none
+	// of Scopes. Each must be one of Scopes. Default: all of Scopes. List
+	// fewer to keep the others for step-up: RequireScopes answers a token
+	// without one 403 insufficient_scope naming it, and the client signs in
+	// again asking for it.
+	RequiredScopes []string
 	// ForwardResource sends the MCP client's RFC 8707 resource to Cognito,
 	// which binds aud of its access token (managed login, Essentials or Plus
 	// tier only). Default false.
@@ -188,6 +196,7 @@ func (c ProxyConfig) LogValue() slog.Value {
 		slog.String("ClientSecret", redactedIfSet(c.ClientSecret != "")),
 		slog.String("ClientAuthMethod", c.ClientAuthMethod),
 		slog.Any("Scopes", c.Scopes),
+		slog.Any("RequiredScopes", c.RequiredScopes),
 		slog.Bool("ForwardResource", c.ForwardResource),
 		slog.String("BaseURL", redactURL(c.BaseURL)),
 		slog.String("MCPPath", c.MCPPath),
@@ -236,7 +245,8 @@ type Proxy struct {
 	mcpPath      string // path of the MCP endpoint as requests see it
 	prmURL       string
 	callbackURL  string
-	scopes       []string
+	scopes       []string // the scopes clients may obtain
+	required     []string // those every sign-in asks for: RequiredScopes
 	consent      ConsentMode
 	serviceName  string
 	secureCookie bool // BaseURL is https: __Host- cookies with Secure
@@ -304,7 +314,7 @@ func NewProxy(ctx context.Context, cfg ProxyConfig) (*Proxy, error) {
 	}
 	p.tokens = newTokenCache(10_000)
 	p.mw = &middleware{verifier: proxyTokens{p}, metadataURL: p.prmURL,
-		scopeParam: strings.Join(p.scopes, " "), errorHandler: DefaultErrorHandler, logger: cfg.Logger, grantable: p.scopes}
+		scopeParam: strings.Join(p.required, " "), errorHandler: DefaultErrorHandler, logger: cfg.Logger, grantable: p.scopes}
 	routes, err := p.buildRoutes()
 	if err != nil {
 		return nil, err
@@ -357,6 +367,17 @@ func (p *Proxy) configureURLs(_ context.Context, cfg *ProxyConfig) error {
 	for _, s := range p.scopes {
 		if s == "" || strings.ContainsAny(s, " \"\\") {
 			return fmt.Errorf("cognitomcp: ProxyConfig.Scopes: %q is not a valid scope", s)
+		}
+	}
+	p.required = slices.Clone(p.scopes)
+	if len(cfg.RequiredScopes) > 0 {
+		if p.required = distinctScopes(cfg.RequiredScopes); len(p.required) == 0 {
+			return errors.New("cognitomcp: ProxyConfig.RequiredScopes names no scope but offline_access, which the proxy drops")
+		}
+	}
+	for _, s := range p.required {
+		if !slices.Contains(p.scopes, s) {
+			return fmt.Errorf("cognitomcp: ProxyConfig.RequiredScopes: %q is not one of Scopes", s)
 		}
 	}
 	origins := cfg.AllowedOrigins
@@ -541,7 +562,7 @@ func (p *Proxy) ResourceMetadataURL() string { return p.prmURL }
 // buildRoutes maps every path the proxy answers to its handler.
 func (p *Proxy) buildRoutes() (map[string]http.Handler, error) {
 	prm, err := ResourceMetadataHandler(ResourceMetadata{
-		Resource: p.resource, AuthorizationServers: []string{p.issuer}, Scopes: p.scopes, ResourceName: p.serviceName,
+		Resource: p.resource, AuthorizationServers: []string{p.issuer}, Scopes: p.required, ResourceName: p.serviceName,
 	})
 	if err != nil {
 		return nil, err

@@ -490,17 +490,28 @@ func TestProxyUnredeemedGrantLivesAsLongAsItsCode(t *testing.T) {
 }
 
 // TestProxyUnusedRegistrationLivesADay: registering is open to anyone, so
-// a registration is stored for a day; the first sign-in completed through
-// it stores it for ClientTTL, and later ones do not write it again.
+// a registration is stored for a day; the first valid authorization request
+// naming it stores it for a week (a first sign-in that failed can be tried
+// again with the client id the client saved); the first sign-in completed
+// through it stores it for ClientTTL, and later ones do not write it again.
 func TestProxyUnusedRegistrationLivesADay(t *testing.T) {
 	store := newTTLStore("client")
 	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) { cfg.Store = store })
 	c := f.register(loopbackRedirect)
 	require.Equal(t, []time.Duration{24 * time.Hour}, store.written())
+	resp, body := c.get(c.authorizeURL(func(q url.Values) { q.Set("response_type", "token") }))
+	require.Equal(t, http.StatusFound, resp.StatusCode, body)
+	require.Len(t, store.written(), 1, "an authorization request refused is not a presentation")
+	week := 7 * 24 * time.Hour
+	for range 2 {
+		resp, body = c.get(c.authorizeURL(nil))
+		require.Equal(t, "/consent", location(t, resp).Path, body)
+		require.Equal(t, []time.Duration{24 * time.Hour, week}, store.written(), "presented: kept a week, once")
+	}
 	c.login()
-	require.Equal(t, []time.Duration{24 * time.Hour, 90 * 24 * time.Hour}, store.written(), "used: kept for ClientTTL")
+	require.Equal(t, []time.Duration{24 * time.Hour, week, 90 * 24 * time.Hour}, store.written(), "used: kept for ClientTTL")
 	c.login()
-	assert.Len(t, store.written(), 2, "marked used once")
+	assert.Len(t, store.written(), 3, "marked used once")
 }
 
 // TestProxyScopesFollowTheConfig: the scopes a client registered (all the
@@ -1157,4 +1168,140 @@ func TestForwardedClientIP(t *testing.T) {
 	}
 	assert.Panics(t, func() { cognitomcp.ForwardedClientIP("X-Forwarded-For", 0) })
 	assert.Panics(t, func() { cognitomcp.ForwardedClientIP("", 1) })
+}
+
+// TestProxyResourceInEquivalentForms: a resource parameter that names the
+// MCP endpoint in another form (the scheme and host upper-cased, the
+// default port written, a trailing slash, a query the client appended as
+// ChatGPT appends ?kb_name=) is this server's resource at /authorize and at
+// /token, and the tokens are for the canonical one; another path, host or
+// port is invalid_target.
+func TestProxyResourceInEquivalentForms(t *testing.T) {
+	f := newProxyFixture(t, nil)
+	c := f.register(loopbackRedirect)
+	canonical := f.proxy.Resource() // http://127.0.0.1:PORT/mcp
+	rest := strings.TrimPrefix(canonical, "http://")
+	host, path, _ := strings.Cut(rest, "/")
+	for _, given := range []string{
+		canonical + "?kb_name=sales",
+		canonical + "/",
+		canonical + "#top",
+		"HTTP://" + strings.ToUpper(host) + "/" + path,
+	} {
+		q := c.signIn(func(v url.Values) { v.Set("resource", given) })
+		require.NotEmpty(t, q.Get("code"), "%s: %v", given, q)
+		status, out := c.token(url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+			"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}, "resource": {given}})
+		require.Equal(t, http.StatusOK, status, "%s: %v", given, out)
+		resp, claims := f.mcp(out["access_token"].(string))
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s: the token is for the endpoint", given)
+		assert.Equal(t, "alice", claims["username"])
+	}
+	for _, given := range []string{
+		canonical + "2",
+		strings.Replace(canonical, "/mcp", "/MCP", 1),
+		strings.Replace(canonical, "127.0.0.1", "127.0.0.2", 1),
+		strings.Replace(canonical, "http://", "https://", 1),
+		strings.Replace(canonical, "http://", "http://user@", 1),
+		"/mcp",
+	} {
+		resp, body := c.get(c.authorizeURL(func(v url.Values) { v.Set("resource", given) }))
+		require.Equal(t, http.StatusFound, resp.StatusCode, "%s: %s", given, body)
+		assert.Equal(t, "invalid_target", location(t, resp).Query().Get("error"), given)
+	}
+}
+
+// TestProxyRechecksTheRedirectBeforeEveryRedirect: a redirect URI stored
+// while the policy allowed it (a client registered under an
+// AllowedRedirectURIs pattern the next deploy removed) sends no browser
+// there: the client's /authorize, and the callback of a sign-in started
+// before the change, answer a page, not a redirect.
+func TestProxyRechecksTheRedirectBeforeEveryRedirect(t *testing.T) {
+	const cursor = "cursor://anysphere.cursor-mcp/oauth/callback"
+	store := cognitomcp.NewMemoryStore()
+	a := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Store = store
+		cfg.AllowedRedirectURIs = []string{cursor}
+	})
+	c := a.register(cursor)
+	callback := inFlight(t, c) // a sign-in at Cognito's redirect back, started before the change
+
+	cfg := a.cfg
+	cfg.AllowedRedirectURIs = nil // the next deploy: the same server, store and keys
+	b, err := cognitomcp.NewProxy(t.Context(), cfg)
+	require.NoError(t, err)
+	for name, u := range map[string]string{
+		"authorize":    c.authorizeURL(nil),
+		"the callback": callback.String(),
+	} {
+		req := httptest.NewRequest(http.MethodGet, u, nil)
+		for _, ck := range c.browser.Jar.Cookies(req.URL) {
+			req.AddCookie(ck)
+		}
+		rec := httptest.NewRecorder()
+		b.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", name, rec.Body.String())
+		assert.Empty(t, rec.Header().Get("Location"), name)
+		assert.Contains(t, rec.Header().Get("Content-Type"), "text/html", name)
+		assert.Contains(t, rec.Body.String(), "The redirect URI is not allowed.", name)
+	}
+}
+
+// TestProxyRequiredScopes: with RequiredScopes fewer than Scopes, the
+// challenge and the protected resource metadata name only the required
+// ones (the authorization server's metadata still lists every scope), a
+// client asking for none gets them, and a handler behind RequireScopes
+// for another scope answers 403 naming it; signing in again for what the
+// 403 names, the client gets it. A required scope not among Scopes is a
+// configuration error.
+func TestProxyRequiredScopes(t *testing.T) {
+	f := newProxyFixture(t, func(cfg *cognitomcp.ProxyConfig) {
+		cfg.Scopes, cfg.RequiredScopes = []string{"openid", "email", "profile"}, []string{"openid", "email"}
+	})
+	resp, _ := f.mcp("")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `scope="openid email"`)
+	getJSON := func(u string) map[string]any {
+		resp, err := http.Get(u)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return out
+	}
+	assert.Equal(t, []any{"openid", "email"}, getJSON(f.proxy.ResourceMetadataURL())["scopes_supported"])
+	assert.Equal(t, []any{"openid", "email", "profile"}, getJSON(f.srv.URL + "/.well-known/oauth-authorization-server")["scopes_supported"])
+
+	c := f.register(loopbackRedirect) // naming no scope
+	code := c.signIn(func(q url.Values) { q.Del("scope") }).Get("code")
+	status, out := c.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}})
+	require.Equal(t, http.StatusOK, status, out)
+	assert.Equal(t, "openid email", out["scope"], "a client naming no scope gets the required ones")
+
+	profile := f.proxy.Handler(cognitomcp.RequireScopes("profile")(mcpEcho))
+	call := func(token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, f.proxy.Resource(), strings.NewReader("{}"))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		profile.ServeHTTP(rec, req)
+		return rec
+	}
+	rec := call(out["access_token"].(string))
+	require.Equal(t, http.StatusForbidden, rec.Code)
+	challenge := rec.Header().Get("WWW-Authenticate")
+	assert.Contains(t, challenge, `error="insufficient_scope"`)
+	assert.Contains(t, challenge, `scope="openid email profile"`)
+
+	code = c.signIn(func(q url.Values) { q.Set("scope", "openid email profile") }).Get("code")
+	status, out = c.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"code_verifier": {c.verifier}, "redirect_uri": {c.redirect}})
+	require.Equal(t, http.StatusOK, status, out)
+	assert.Equal(t, "openid email profile", out["scope"])
+	assert.Equal(t, http.StatusOK, call(out["access_token"].(string)).Code, "after the step-up")
+
+	cfg := f.cfg
+	cfg.RequiredScopes = []string{"openid", "phone"}
+	_, err := cognitomcp.NewProxy(t.Context(), cfg)
+	assert.ErrorContains(t, err, `RequiredScopes: "phone" is not one of Scopes`)
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -155,6 +157,9 @@ func validateRedirectURI(raw string, patterns []redirectPattern) error {
 	if err != nil {
 		return redirectError(raw, err.Error())
 	}
+	if name, ok := reservedParam(u.query); ok {
+		return redirectError(raw, "holds "+name+" in its query, which the proxy adds")
+	}
 	if allowedByDefault(u) || anyPattern(u, patterns) {
 		return nil
 	}
@@ -187,6 +192,26 @@ func anyPattern(u *strictURI, patterns []redirectPattern) bool {
 
 func redirectError(raw, reason string) error {
 	return fmt.Errorf("%w %q: %s", errRedirectURI, truncate(raw, 80), reason)
+}
+
+// redirectParams are the parameters the proxy adds to a redirect URI's
+// query (RFC 6749 §4.1.2 and §4.1.2.1, RFC 9207).
+var redirectParams = []string{"code", "state", "iss", "error", "error_description", "error_uri"}
+
+// reservedParam returns the first parameter of query (a URI's query,
+// encoded) that is one of redirectParams: a registered URI holding one
+// would reach its client with two of it.
+func reservedParam(query string) (string, bool) {
+	for pair := range strings.SplitSeq(query, "&") {
+		name, _, _ := strings.Cut(pair, "=")
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if slices.Contains(redirectParams, name) {
+			return name, true
+		}
+	}
+	return "", false
 }
 
 // allowedByDefault: https anywhere, http on loopback.

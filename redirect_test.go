@@ -147,6 +147,13 @@ func TestRedirectValidation(t *testing.T) {
 		{"pattern port must match", "http://build.internal:9090/ci/42/callback", false},
 		{"pattern query must match", "http://pr-17.preview.example/cb?mode=other", false},
 		{"pattern without query refuses one", "http://alice.dev.example/cb?x=1", false},
+		// Never: a query holding what the proxy adds to it (RFC 6749 §4.1.2,
+		// RFC 9207): the client would get two of it.
+		{"query with code", "https://app.example/cb?code=x", false},
+		{"query with iss", "https://app.example/cb?a=1&iss=https://evil.example", false},
+		{"query with state, encoded", "https://app.example/cb?st%61te=x", false},
+		{"query with error_description", "https://app.example/cb?error_description", false},
+		{"query with other parameters", "https://app.example/cb?tenant=a&codes=1&x_state=2", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -328,4 +335,36 @@ func FuzzValidateRedirectURI(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSameResource: the forms of the canonical resource RFC 3986's
+// normalisation and a client's appended query make equal, and those that
+// name another resource.
+func TestSameResource(t *testing.T) {
+	const want = "https://mcp.example.com/mcp"
+	for given, same := range map[string]bool{
+		"https://mcp.example.com/mcp/":                                      true,
+		"HTTPS://MCP.Example.COM/mcp":                                       true,
+		"https://mcp.example.com:443/mcp":                                   true,
+		"https://mcp.example.com/mcp?kb_name=sales":                         true,
+		"https://mcp.example.com/mcp/?kb_name=sales":                        true,
+		"https://mcp.example.com/mcp#x":                                     true,
+		"https://mcp.example.com/MCP":                                       false, // paths are case-sensitive
+		"https://mcp.example.com/mcp//":                                     false,
+		"https://mcp.example.com:8443/mcp":                                  false,
+		"http://mcp.example.com/mcp":                                        false,
+		"http://mcp.example.com:443/mcp":                                    false,
+		"https://mcp.example.com.evil/mcp":                                  false,
+		"https://user@mcp.example.com/mcp":                                  false,
+		"https://mcp.example.com/other":                                     false,
+		"//mcp.example.com/mcp":                                             false,
+		"https:mcp.example.com/mcp":                                         false,
+		"https://mcp.example.com/mcp%2F":                                    false,
+		"https://mcp.example.com/" + strings.Repeat("m", maxRedirectURILen): false,
+	} {
+		assert.Equal(t, same, sameResource(given, want), given)
+	}
+	assert.True(t, sameResource("https://mcp.example.com", "https://mcp.example.com/"), "MCPPath /")
+	assert.True(t, sameResource("http://127.0.0.1/mcp", "http://127.0.0.1:80/mcp"))
+	assert.False(t, sameResource(want+"?a=1", want+"?a=2"), "a resource with a query is compared exactly")
 }

@@ -25,6 +25,14 @@ const (
 	// through it completes (then ClientTTL): registering is open to anyone,
 	// and what is never used should not fill the store for months.
 	unusedClientTTL = 24 * time.Hour
+	// presentedClientTTL is how long a registration lives once a valid
+	// authorization request has named it, until a sign-in through it
+	// completes: a first sign-in that failed (a Cognito app client still
+	// being set up, a closed tab, Deny) can be tried again for a week with
+	// the client id the client saved. Clients register again only when
+	// /token refuses their id, which a sign-in that cannot start never
+	// reaches.
+	presentedClientTTL = 7 * 24 * time.Hour
 	// maxRedirectURIBytes bounds a registration's redirect URIs together:
 	// real clients register one to a few short ones.
 	maxRedirectURIBytes = 8 << 10
@@ -39,10 +47,24 @@ const offlineAccess = "offline_access"
 func requestedScopes(scope string) []string { return distinctScopes(strings.Fields(scope)) }
 
 // distinctScopes are scopes each once, in order, without offline_access.
+// A long list (a scope parameter of /authorize or /token is bounded only by
+// the request's size: 64 KiB, some 16,000 scopes) is checked against a set,
+// not searched once per scope.
 func distinctScopes(scopes []string) []string {
 	var out []string
+	var seen map[string]bool
+	if len(scopes) > 16 {
+		seen = make(map[string]bool, len(scopes))
+	}
 	for _, s := range scopes {
-		if s != offlineAccess && !slices.Contains(out, s) {
+		switch {
+		case s == offlineAccess:
+		case seen != nil:
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		case !slices.Contains(out, s):
 			out = append(out, s)
 		}
 	}
@@ -219,11 +241,11 @@ func (p *Proxy) allowedRedirectURIs(uris []string) ([]string, error) {
 // clientScopes are the scopes a client registers, or its metadata document
 // names: those it asked for that the proxy offers, each once
 // (offline_access and any other dropped; a registration's answer echoes
-// what was kept); none means every scope of the proxy.
+// what was kept); none means the proxy's RequiredScopes.
 func (p *Proxy) clientScopes(asked []string) []string {
 	out := scopesIn(distinctScopes(asked), p.scopes)
 	if len(out) == 0 {
-		return slices.Clone(p.scopes)
+		return slices.Clone(p.required)
 	}
 	return out
 }
@@ -530,6 +552,20 @@ func (p *Proxy) clientUsed(ctx context.Context, rec *clientRecord) {
 	used := *rec
 	used.Used, used.Touched = true, p.now().UTC()
 	if err := p.put(ctx, storeKey(kindClient, rec.ID), &used, p.clientTTL); err != nil {
+		p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", rec.ID, "reason", err.Error())
+	}
+}
+
+// clientPresented extends a registration no sign-in has used yet to
+// presentedClientTTL, the first time a valid authorization request names
+// it. A failure is logged: the sign-in goes on.
+func (p *Proxy) clientPresented(ctx context.Context, rec *clientRecord) {
+	if !rec.registered || rec.Used || rec.Presented || !rec.Touched.IsZero() {
+		return
+	}
+	presented := *rec
+	presented.Presented = true
+	if err := p.put(ctx, storeKey(kindClient, rec.ID), &presented, min(presentedClientTTL, p.clientTTL)); err != nil {
 		p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", rec.ID, "reason", err.Error())
 	}
 }

@@ -1,6 +1,7 @@
 package cognitomcp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,8 +51,12 @@ type clientRecord struct {
 	// so extend its TTL) once it is a day old, once it is Used.
 	Touched time.Time `json:"touched,omitzero"`
 	// Used is set when a sign-in through the client first completes: until
-	// then a registration lives unusedClientTTL, not ClientTTL.
+	// then a registration lives unusedClientTTL, not ClientTTL, or
+	// presentedClientTTL once Presented.
 	Used bool `json:"used,omitempty"`
+	// Presented is set when a valid authorization request first names the
+	// client (clientPresented).
+	Presented bool `json:"presented,omitempty"`
 	// Metadata is true for a client ID metadata document (CIMD) client.
 	Metadata bool `json:"metadata,omitempty"`
 	// registered: the record is a registration, read from the store.
@@ -152,12 +157,17 @@ func (p *Proxy) put(ctx context.Context, key string, v any, ttl time.Duration) e
 	return storeError("set", p.store.Set(ctx, key, b, ttl))
 }
 
+// seal encodes v as JSON, without escaping <, > and & (a record is never
+// HTML: escaped, a registration's URIs full of & would be stored six times
+// their size), and seals it for key.
 func (p *Proxy) seal(key string, v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("cognitomcp: encode %s: %w", key, err)
 	}
-	return p.keys.sealer.Seal(b, p.aad(key))
+	return p.keys.sealer.Seal(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), p.aad(key))
 }
 
 // aad is the associated data a record is sealed with: this server's issuer

@@ -507,8 +507,10 @@ func (p *Proxy) refreshUpstream(ctx context.Context, g *grantRecord) error {
 }
 
 // tokensFor mints the tokens of generation gen of g, issued at iat. The same
-// inputs give the same tokens (the jti derives from the grant and
-// generation), which is what lets a duplicate refresh get the same answer.
+// inputs give the same refresh token and an access token with the same
+// claims (the jti derives from the grant and generation; an ES256
+// signature differs each time), which is what lets a duplicate refresh get
+// the same answer.
 func (p *Proxy) tokensFor(g *grantRecord, gen int, iat time.Time, scopes []string) (*tokenResponse, *Error) {
 	exp := iat.Add(p.accessTTL)
 	if g.ExpiresAt.Before(exp) {
