@@ -531,12 +531,9 @@ func (p *Proxy) lookupClient(ctx context.Context, clientID string) (*clientRecor
 	if touched.IsZero() {
 		touched = rec.IssuedAt
 	}
-	used := rec.Used || !rec.Touched.IsZero() // a record from before Used set Touched at registration
-	if used && now.Sub(touched) > min(clientTouchPeriod, p.clientTTL/2) {
+	if rec.used() && now.Sub(touched) > min(clientTouchPeriod, p.clientTTL/2) {
 		rec.Touched = now.UTC()
-		if err := p.put(ctx, key, &rec, p.clientTTL); err != nil {
-			p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", clientID, "reason", err.Error())
-		}
+		p.storeClient(ctx, &rec, p.clientTTL)
 	}
 	return &rec, nil
 }
@@ -546,26 +543,31 @@ func (p *Proxy) lookupClient(ctx context.Context, clientID string) (*clientRecor
 // on. A failure is logged: the tokens stand, and the next refresh tries
 // again.
 func (p *Proxy) clientUsed(ctx context.Context, rec *clientRecord) {
-	if !rec.registered || rec.Used || !rec.Touched.IsZero() {
+	if !rec.registered || rec.used() {
 		return
 	}
 	used := *rec
 	used.Used, used.Touched = true, p.now().UTC()
-	if err := p.put(ctx, storeKey(kindClient, rec.ID), &used, p.clientTTL); err != nil {
-		p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", rec.ID, "reason", err.Error())
-	}
+	p.storeClient(ctx, &used, p.clientTTL)
 }
 
 // clientPresented extends a registration no sign-in has used yet to
 // presentedClientTTL, the first time a valid authorization request names
 // it. A failure is logged: the sign-in goes on.
 func (p *Proxy) clientPresented(ctx context.Context, rec *clientRecord) {
-	if !rec.registered || rec.Used || rec.Presented || !rec.Touched.IsZero() {
+	if !rec.registered || rec.used() || rec.Presented {
 		return
 	}
 	presented := *rec
 	presented.Presented = true
-	if err := p.put(ctx, storeKey(kindClient, rec.ID), &presented, min(presentedClientTTL, p.clientTTL)); err != nil {
+	p.storeClient(ctx, &presented, min(presentedClientTTL, p.clientTTL))
+}
+
+// storeClient stores a registration again, for ttl from now: the one
+// write of lookupClient, clientUsed and clientPresented. A failure is
+// logged, and the request goes on.
+func (p *Proxy) storeClient(ctx context.Context, rec *clientRecord, ttl time.Duration) {
+	if err := p.put(ctx, storeKey(kindClient, rec.ID), rec, ttl); err != nil {
 		p.logger.Warn("cognitomcp: could not extend a client's lifetime", "client_id", rec.ID, "reason", err.Error())
 	}
 }

@@ -63,6 +63,10 @@ type clientRecord struct {
 	registered bool
 }
 
+// used reports whether a sign-in has completed through the client: Used,
+// or, in a record from before Used, Touched (set then at registration).
+func (c *clientRecord) used() bool { return c.Used || !c.Touched.IsZero() }
+
 // transaction is one authorization in progress, from /authorize to the
 // Cognito callback. Its id is the upstream state.
 type transaction struct {
